@@ -1,0 +1,87 @@
+"""Test knobs: the things a test may turn to make the simulated cluster misbehave."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FailureRule:
+    """Fail the next ``remaining`` requests whose method and path match.
+
+    ``status`` is the HTTP code to answer with (a ``Status`` body); ``drop`` closes the connection instead of
+    answering (for a watch: after the stream started, once ``after_events`` events were sent).
+    """
+
+    method: str  # "GET", "PATCH", ... or "*"
+    path: re.Pattern[str]
+    remaining: int
+    status: int = 500
+    drop: bool = False
+    after_events: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.remaining > 0 and self.method in ("*", method) and bool(self.path.search(path))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a bearer token may do. Empty tuples mean "any"."""
+
+    user: str
+    verbs: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()  # plural names, "deployments", "pods", "deployments/status"
+    namespaces: tuple[str, ...] = ()
+
+    def allows(self, verb: str, resource: str, namespace: str | None) -> bool:
+        if self.verbs and verb not in self.verbs:
+            return False
+        if self.resources and resource not in self.resources:
+            return False
+        if self.namespaces and namespace not in self.namespaces:
+            return False
+        return True
+
+
+DEFAULT_BAD_MARKERS = ("broken", "does-not-exist")
+
+
+@dataclass
+class Knobs:
+    ready_delay: float = 0.3  # simulated seconds from pod creation to Ready
+    bad_markers: tuple[str, ...] = DEFAULT_BAD_MARKERS  # image references containing these never become Ready
+    bad_images: set[str] = field(default_factory=set)  # exact image references that never become Ready
+    latency: float = 0.0  # real seconds added before answering each request
+    daemonset_nodes: int = 2  # simulated nodes a DaemonSet schedules onto
+    controller_sync: bool = True  # reconcile controllers before answering a write (deterministic tests)
+    rbac: dict[str, Grant] | None = None  # token -> grant; None = authentication off, everything allowed
+    failures: list[FailureRule] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def image_is_bad(self, image: str) -> bool:
+        return image in self.bad_images or any(marker in image for marker in self.bad_markers)
+
+    def fail_next(self, count: int = 1, method: str = "*", path: str = ".*", status: int = 500,
+                  drop: bool = False, after_events: int = 0) -> FailureRule:
+        rule = FailureRule(method.upper(), re.compile(path), count, status, drop, after_events)
+        with self.lock:
+            self.failures.append(rule)
+        return rule
+
+    def take_failure(self, method: str, path: str) -> FailureRule | None:
+        """Consume one matching failure, if any."""
+        with self.lock:
+            for rule in self.failures:
+                if rule.matches(method, path):
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+    def grant(self, token: str, user: str, verbs: tuple[str, ...] = (), resources: tuple[str, ...] = (),
+              namespaces: tuple[str, ...] = ()) -> None:
+        with self.lock:
+            if self.rbac is None:
+                self.rbac = {}
+            self.rbac[token] = Grant(user, verbs, resources, namespaces)
