@@ -1,0 +1,54 @@
+# Everything runs from .venv, which this Makefile creates and fills itself: a fresh clone needs only
+# python3 (3.11+), and kubectl on PATH for the differential tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Resolved when a recipe runs (after the venv exists): the wheel-shipped binaries in .venv, or PATH.
+ACTIONLINT = $(or $(wildcard $(BIN)/actionlint),actionlint)
+SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),shellcheck)
+
+WORKFLOWS := $(wildcard .github/workflows/*.yml) $(wildcard examples/*.yml)
+
+.PHONY: all demo test lint bench clean distclean venv
+.DEFAULT_GOAL := test
+
+all: lint test
+
+venv: $(STAMP)
+
+# Re-run pip whenever the dependency declarations change.
+$(STAMP): pyproject.toml requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python >= 3.11 is required (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python demo.py
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest tests/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(ACTIONLINT) -shellcheck=$(SHELLCHECK) -pyflakes= $(WORKFLOWS)
+	$(BIN)/zizmor --offline --no-progress .github/ $(wildcard examples/*.yml)
+	$(BIN)/hadolint Dockerfile
+
+bench: $(STAMP)
+	@set -e; for f in bench/*.py; do \
+		[ -e "$$f" ] || { echo "no bench/*.py yet"; break; }; \
+		echo "== $$f"; $(BIN)/python "$$f"; \
+	done
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
