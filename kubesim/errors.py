@@ -64,9 +64,9 @@ def conflict(group: str, plural: str, name: str, why: str) -> ApiError:
 def invalid(group: str, kind: str, plural: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """``causes``: (reason like FieldValueInvalid, field path, message)."""
     parts = [f"{field}: {msg}" for _, field, msg in causes]
-    message = f'{kind}.{group or "core"} "{name}" is invalid: ' + ", ".join(parts)
-    if not group:
-        message = f'{kind} "{name}" is invalid: ' + ", ".join(parts)
+    joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    message = f'{kind}.{group} "{name}" is invalid: {joined}' if group else f'{kind} "{name}" is invalid: {joined}'
+
     cause_list = [{"reason": r, "message": m, "field": f} for r, f, m in causes]
     details = _details(name, group, plural, cause_list)
     details["kind"] = kind
@@ -74,11 +74,14 @@ def invalid(group: str, kind: str, plural: str, name: str, causes: list[tuple[st
 
 
 def forbidden(user: str, verb: str, group: str, plural: str, namespace: str | None, name: str | None) -> ApiError:
+    """``plural`` may name a subresource (``deployments/status``); the message names the resource like the real
+    authorizer: ``deployments.apps "web" is forbidden: User "u" cannot patch resource "deployments" ...``."""
+    base = plural.split("/", 1)[0]
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    resource = f'"{plural}"' + (f' in API group "{group}"' if group else ' in API group ""')
     named = f' "{name}"' if name else ""
-    msg = f'{plural}{named} is forbidden: User "{user}" cannot {verb} resource {resource} {scope}'
-    return ApiError(403, "Forbidden", msg, _details(name, group, plural))
+    msg = (f'{_resource(group, base)}{named} is forbidden: User "{user}" cannot {verb} resource "{plural}" '
+           f'in API group "{group}" {scope}')
+    return ApiError(403, "Forbidden", msg, _details(name, group, base))
 
 
 def bad_request(message: str) -> ApiError:

@@ -8,6 +8,7 @@ keeps the rules every resource shares.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import random
 import threading
@@ -247,7 +248,7 @@ class Store:
             callback(event)
         self._changed.notify_all()
 
-    def events_since(self, rv: int) -> list[Event]:
+    def events_since(self, rv: int) -> builtins.list[Event]:
         """Events with a resourceVersion greater than ``rv``; 410 Gone if the log no longer reaches back."""
         with self._lock:
             if self._events and rv < self._events[0].rv - 1 and rv < self._rv:
@@ -259,6 +260,6 @@ class Store:
         with self._lock:
             return self._changed.wait_for(lambda: self._rv > rv, timeout=timeout)
 
-    def all_objects(self, rts: Iterable[ResourceType] = RESOURCES) -> list[tuple[ResourceType, Obj]]:
+    def all_objects(self, rts: Iterable[ResourceType] = RESOURCES) -> builtins.list[tuple[ResourceType, Obj]]:
         with self._lock:
             return [(rt, copy.deepcopy(obj)) for rt in rts for obj in self._objects[rt.key].values()]

@@ -1,0 +1,73 @@
+"""``python -m kubesim``: run the simulated API server until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from . import serve
+from .knobs import Knobs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubesim",
+        description="kubesim: a simulated Kubernetes API server (deployments, replicasets, statefulsets, "
+                    "daemonsets, controllerrevisions, pods, configmaps, namespaces, events) with simulated "
+                    "controllers, for tests and demos. It binds 127.0.0.1 only and keeps everything in memory. "
+                    "It is a test double, not a cluster: nothing is scheduled or run.")
+    parser.add_argument("--port", type=int, default=0,
+                        help="TCP port on 127.0.0.1 to listen on (default 0: pick a free port)")
+    parser.add_argument("--kubeconfig-out", metavar="PATH",
+                        help="write a kubeconfig for the server here (cluster, user and context named 'kubesim')")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                        help="simulated seconds per real second, e.g. 10 makes progress deadlines and readiness "
+                             "delays pass ten times faster (default 1.0)")
+    parser.add_argument("--ready-delay", type=float, default=None, metavar="S",
+                        help="simulated seconds from pod creation until it becomes Ready (default %s)"
+                             % Knobs().ready_delay)
+    parser.add_argument("--bad-image", action="append", default=[], metavar="IMG",
+                        help="an image reference whose pods never become Ready (repeatable); references containing "
+                             "'broken' or 'does-not-exist' are always bad")
+    parser.add_argument("--token", action="append", default=[], metavar="TOKEN",
+                        help="turn on simulated RBAC and accept this bearer token with full access as user "
+                             "'kubesim-admin' (repeatable; requests without a known token get 401). The first token "
+                             "is written into the kubeconfig")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="S",
+                        help="real seconds to wait before answering every request (default 0)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS with a throwaway CA made by the openssl CLI; the kubeconfig carries the "
+                             "CA as certificate-authority-data")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    knobs = Knobs(latency=args.latency)
+    if args.ready_delay is not None:
+        knobs.ready_delay = args.ready_delay
+    knobs.bad_images.update(args.bad_image)
+    for token in args.token:
+        knobs.grant(token, "kubesim-admin")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with serve(port=args.port, knobs=knobs, time_scale=args.time_scale, kubeconfig_path=args.kubeconfig_out,
+               tls=args.tls, token=args.token[0] if args.token else None) as sim:
+        print(f"kubesim listening on {sim.url}", flush=True)
+        if args.kubeconfig_out:
+            print(f"kubeconfig written to {args.kubeconfig_out}", file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

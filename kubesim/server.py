@@ -1,0 +1,1087 @@
+"""The HTTP half of kubesim: discovery, routing, verbs, dryRun, watch streaming, content negotiation and the
+test knobs (failures, latency, RBAC), on a threaded HTTP/1.1 server bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from . import defaults, errors, patching, selectors
+from .clock import Clock
+from .knobs import FailureRule, Knobs
+from .resources import (
+    CONFIGMAPS,
+    CONTROLLERREVISIONS,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    EVENTS,
+    GROUP_VERSIONS,
+    NAMESPACES,
+    PODS,
+    REPLICASETS,
+    RESOURCES,
+    STATEFULSETS,
+    ResourceType,
+    lookup,
+)
+from .store import Obj, Store
+
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-kubesim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-01-01T00:00:00Z",
+    "goVersion": "go1.23.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+SUBRESOURCE_VERBS = ("get", "patch", "update")
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+               "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+WATCH_POLL = 0.25  # real seconds between checks of a watch's deadline and the server's shutdown flag
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+            409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType", 422: "Invalid",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+
+
+class Reconciler(Protocol):
+    def reconcile(self) -> None: ...
+
+
+def injected_error(code: int) -> errors.ApiError:
+    return errors.ApiError(code, _REASONS.get(code, "Unknown"), f"kubesim: injected failure (HTTP {code})")
+
+
+class _DropConnection(Exception):
+    """Close the connection without answering."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Any
+    body: bytes
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    @property
+    def dry_run(self) -> bool:
+        values = self.query.get("dryRun") or []
+        for value in values:
+            if value != "All":
+                raise errors.bad_request(f'Invalid value: "{value}": supported values: "All"')
+        return bool(values)
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    def accepts(self, fragment: str) -> bool:
+        return fragment in (self.headers.get("Accept") or "")
+
+
+@dataclass
+class Route:
+    rt: ResourceType
+    namespace: str | None  # None: cluster scope or all namespaces
+    name: str | None
+    subresource: str | None
+
+
+# -- discovery documents ---------------------------------------------------------------------------------
+
+
+def _resources_in(group: str, version: str) -> list[ResourceType]:
+    return [rt for rt in RESOURCES if rt.group == group and rt.version == version]
+
+
+def _subresource_kind(rt: ResourceType, sub: str) -> tuple[str, str, str]:
+    if sub == "scale":
+        return "autoscaling", "v1", "Scale"
+    return rt.group, rt.version, rt.kind
+
+
+def api_resource_list(group: str, version: str) -> Obj:
+    resources: list[Obj] = []
+    for rt in _resources_in(group, version):
+        entry: Obj = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
+                      "kind": rt.kind, "verbs": list(rt.verbs)}
+        if rt.short_names:
+            entry["shortNames"] = list(rt.short_names)
+        if rt.categories:
+            entry["categories"] = list(rt.categories)
+        resources.append(entry)
+        for sub in rt.subresources:
+            sub_group, sub_version, sub_kind = _subresource_kind(rt, sub)
+            sub_entry: Obj = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
+                              "kind": sub_kind, "verbs": list(SUBRESOURCE_VERBS)}
+            if sub == "scale":
+                sub_entry["group"] = sub_group
+                sub_entry["version"] = sub_version
+            resources.append(sub_entry)
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources}
+
+
+def _discovery_group(group: str) -> Obj:
+    versions = []
+    for g, version in GROUP_VERSIONS:
+        if g != group:
+            continue
+        resources = []
+        for rt in _resources_in(group, version):
+            entry: Obj = {"resource": rt.plural,
+                          "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+                          "scope": "Namespaced" if rt.namespaced else "Cluster",
+                          "singularResource": rt.singular, "verbs": list(rt.verbs)}
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.categories:
+                entry["categories"] = list(rt.categories)
+            subs = []
+            for sub in rt.subresources:
+                sub_group, sub_version, sub_kind = _subresource_kind(rt, sub)
+                subs.append({"subresource": sub,
+                             "responseKind": {"group": sub_group, "version": sub_version, "kind": sub_kind},
+                             "verbs": list(SUBRESOURCE_VERBS)})
+            if subs:
+                entry["subresources"] = subs
+            resources.append(entry)
+        versions.append({"version": version, "resources": resources, "freshness": "Current"})
+    metadata: Obj = {"creationTimestamp": None}
+    if group:
+        metadata["name"] = group
+    return {"metadata": metadata, "versions": versions}
+
+
+def aggregated_discovery(core: bool) -> Obj:
+    groups = [""] if core else sorted({g for g, _ in GROUP_VERSIONS if g})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [_discovery_group(g) for g in groups]}
+
+
+def api_group(group: str) -> Obj:
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for g, v in GROUP_VERSIONS if g == group]
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions,
+            "preferredVersion": versions[0]}
+
+
+def api_group_list() -> Obj:
+    groups = sorted({g for g, _ in GROUP_VERSIONS if g})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {k: v for k, v in api_group(g).items() if k not in ("kind", "apiVersion")} for g in groups]}
+
+
+# -- scale -----------------------------------------------------------------------------------------------
+
+
+def to_scale(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    selector = selectors.selector_from_label_selector(spec.get("selector"))
+    selector_text = ",".join(f"{r.key}={r.values[0]}" if r.op == "=" else
+                             (f"{r.key} {r.op} ({','.join(r.values)})" if r.op in ("in", "notin") else
+                              (r.key if r.op == "exists" else f"!{r.key}")) for r in selector)
+    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                  if k in meta}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": int(spec.get("replicas", 0))},
+            "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0) or 0), "selector": selector_text}}
+
+
+# -- Table output (kubectl get) --------------------------------------------------------------------------
+
+
+def human_duration(seconds: float) -> str:
+    """Ages the way kubectl prints them (``45s``, ``3m20s``, ``5h``, ``12d``)."""
+    s = int(seconds)
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    years = hours // (24 * 365)
+    if years < 8:
+        days = (hours // 24) % 365
+        return f"{years}y{days}d" if days else f"{years}y"
+    return f"{years}y"
+
+
+Column = tuple[str, str, int, Callable[[Obj], Any]]  # name, type, priority, cell
+
+
+def _age(now: float) -> Callable[[Obj], Any]:
+    def cell(obj: Obj) -> Any:
+        stamp = obj.get("metadata", {}).get("creationTimestamp")
+        if not stamp:
+            return "<unknown>"
+        return human_duration(now - Clock.parse(stamp))
+    return cell
+
+
+def _containers(obj: Obj) -> list[Obj]:
+    spec = obj.get("spec") or {}
+    template = (spec.get("template") or {}).get("spec") if "template" in spec else spec
+    return list((template or {}).get("containers") or [])
+
+
+def _selector_text(obj: Obj) -> str:
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    return ",".join(parts) or "<none>"
+
+
+def _status(obj: Obj, field: str) -> Any:
+    return int((obj.get("status") or {}).get(field) or 0)
+
+
+def _spec_replicas(obj: Obj) -> int:
+    return int((obj.get("spec") or {}).get("replicas") or 0)
+
+
+def _pod_ready(obj: Obj) -> str:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    return f"{ready}/{len(_containers(obj))}"
+
+
+def _wide_columns() -> list[Column]:
+    return [("Containers", "string", 1, lambda o: ",".join(c.get("name", "") for c in _containers(o))),
+            ("Images", "string", 1, lambda o: ",".join(c.get("image", "") for c in _containers(o))),
+            ("Selector", "string", 1, _selector_text)]
+
+
+def _columns(rt: ResourceType, now: float) -> list[Column]:
+    name: Column = ("Name", "string", 0, lambda o: o["metadata"]["name"])
+    age: Column = ("Age", "string", 0, _age(now))
+    if rt is DEPLOYMENTS:
+        return [name, ("Ready", "string", 0, lambda o: f"{_status(o, 'readyReplicas')}/{_spec_replicas(o)}"),
+                ("Up-to-date", "integer", 0, lambda o: _status(o, "updatedReplicas")),
+                ("Available", "integer", 0, lambda o: _status(o, "availableReplicas")), age] + _wide_columns()
+    if rt is REPLICASETS:
+        return [name, ("Desired", "integer", 0, _spec_replicas), ("Current", "integer", 0,
+                                                                   lambda o: _status(o, "replicas")),
+                ("Ready", "integer", 0, lambda o: _status(o, "readyReplicas")), age] + _wide_columns()
+    if rt is STATEFULSETS:
+        return [name, ("Ready", "string", 0, lambda o: f"{_status(o, 'readyReplicas')}/{_spec_replicas(o)}"),
+                age] + _wide_columns()[:2]
+    if rt is DAEMONSETS:
+        return [name, ("Desired", "integer", 0, lambda o: _status(o, "desiredNumberScheduled")),
+                ("Current", "integer", 0, lambda o: _status(o, "currentNumberScheduled")),
+                ("Ready", "integer", 0, lambda o: _status(o, "numberReady")),
+                ("Up-to-date", "integer", 0, lambda o: _status(o, "updatedNumberScheduled")),
+                ("Available", "integer", 0, lambda o: _status(o, "numberAvailable")),
+                ("Node Selector", "string", 0, lambda o: ",".join(
+                    f"{k}={v}" for k, v in sorted((((o.get("spec") or {}).get("template") or {}).get("spec") or {})
+                                                  .get("nodeSelector", {}).items())) or "<none>"),
+                age] + _wide_columns()
+    if rt is PODS:
+        return [name, ("Ready", "string", 0, _pod_ready),
+                ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase") or "Unknown"),
+                ("Restarts", "string", 0, lambda o: str(sum(int(c.get("restartCount") or 0) for c in (
+                    (o.get("status") or {}).get("containerStatuses") or [])))), age,
+                ("IP", "string", 1, lambda o: (o.get("status") or {}).get("podIP") or "<none>"),
+                ("Node", "string", 1, lambda o: (o.get("spec") or {}).get("nodeName") or "<none>")]
+    if rt is CONFIGMAPS:
+        return [name, ("Data", "integer", 0, lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
+                age]
+    if rt is NAMESPACES:
+        return [name, ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase") or ""), age]
+    if rt is CONTROLLERREVISIONS:
+        def controller(o: Obj) -> str:
+            for ref in o["metadata"].get("ownerReferences") or []:
+                if ref.get("controller"):
+                    group = ref.get("apiVersion", "").rpartition("/")[0]
+                    kind = ref.get("kind", "").lower() + (f".{group}" if group else "")
+                    return f"{kind}/{ref.get('name')}"
+            return "<none>"
+        return [name, ("Controller", "string", 0, controller),
+                ("Revision", "integer", 0, lambda o: int(o.get("revision") or 0)), age]
+    if rt is EVENTS:
+        return [("Last Seen", "string", 0, lambda o: _age(now)({"metadata": {"creationTimestamp": o.get(
+                    "lastTimestamp") or o["metadata"].get("creationTimestamp")}})),
+                ("Type", "string", 0, lambda o: o.get("type") or ""),
+                ("Reason", "string", 0, lambda o: o.get("reason") or ""),
+                ("Object", "string", 0, lambda o: f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
+                                                  f"{(o.get('involvedObject') or {}).get('name', '')}"),
+                ("Message", "string", 0, lambda o: o.get("message") or "")]
+    return [name, age]
+
+
+def table_for(rt: ResourceType, items: list[Obj], now: float, include_object: str = "Metadata") -> Obj:
+    columns = _columns(rt, now)
+    rows = []
+    for item in items:
+        row: Obj = {"cells": [cell(item) for _, _, _, cell in columns]}
+        if include_object == "Object":
+            row["object"] = item
+        elif include_object != "None":
+            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": item.get("metadata", {})}
+        rows.append(row)
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+            "columnDefinitions": [{"name": n, "type": t, "format": "name" if n == "Name" else "",
+                                   "description": n, "priority": p} for n, t, p, _ in columns],
+            "rows": rows}
+
+
+# -- the API ---------------------------------------------------------------------------------------------
+
+
+class Api:
+    """Request handling, independent of the HTTP plumbing (so tests and ``Sim.apply`` can share it)."""
+
+    def __init__(self, store: Store, knobs: Knobs, clock: Clock, controllers: Reconciler | None = None):
+        self.store = store
+        self.knobs = knobs
+        self.clock = clock
+        self.controllers = controllers
+        self.stopping = threading.Event()
+        self.server_address = "127.0.0.1:0"
+
+    # -- bookkeeping helpers ---------------------------------------------------------------------------------
+
+    def after_write(self, dry_run: bool) -> None:
+        if not dry_run and self.knobs.controller_sync and self.controllers is not None:
+            self.controllers.reconcile()
+
+    def prepare(self, rt: ResourceType, obj: Any, namespace: str | None, old: Obj | None = None) -> Obj:
+        """Check kind/apiVersion and namespace, then default and validate."""
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        kind = obj.get("kind")
+        api_version = obj.get("apiVersion")
+        if kind and kind != rt.kind or api_version and api_version != rt.api_version:
+            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected "
+                                     f"API version ({rt.api_version})" if api_version != rt.api_version else
+                                     f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+        obj["kind"] = rt.kind
+        obj["apiVersion"] = rt.api_version
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if rt.namespaced:
+            if namespace is not None:
+                if meta.get("namespace") and meta["namespace"] != namespace:
+                    raise errors.bad_request("the namespace of the provided object does not match the namespace "
+                                             "sent on the request")
+                meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        defaults.apply_defaults(rt, obj)
+        defaults.validate(rt, obj, old)
+        return obj
+
+    def create(self, rt: ResourceType, namespace: str | None, obj: Any, dry_run: bool = False,
+               manager: str | None = None) -> Obj:
+        obj = self.prepare(rt, copy.deepcopy(obj), namespace)
+        if manager:
+            obj = patching.record_update(None, obj, manager, self.clock.timestamp(), rt.api_version)
+        created = self.store.create(rt, namespace if rt.namespaced else None, obj, dry_run=dry_run)
+        self.after_write(dry_run)
+        return created
+
+    def replace(self, rt: ResourceType, namespace: str | None, name: str, obj: Any, dry_run: bool = False,
+                manager: str | None = None, subresource: str | None = None, old: Obj | None = None) -> Obj:
+        if old is None:
+            old = self.store.get(rt, namespace, name)
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata"), dict | None) else None
+        if meta is None:
+            raise errors.bad_request("metadata must be an object")
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                                     f"({name})")
+        meta["name"] = name
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = obj.get("status") or {}
+            if meta.get("resourceVersion"):
+                merged["metadata"]["resourceVersion"] = meta["resourceVersion"]
+            obj = merged
+        else:
+            if rt.has_status() and "status" in old:
+                obj["status"] = copy.deepcopy(old["status"])
+            for keep in ("uid", "creationTimestamp"):
+                if keep in old["metadata"]:
+                    meta[keep] = old["metadata"][keep]
+        obj = self.prepare(rt, obj, namespace, old if subresource != "status" else None)
+        if manager:
+            obj = patching.record_update(old, obj, manager, self.clock.timestamp(), rt.api_version, subresource)
+        elif "managedFields" not in obj["metadata"] and "managedFields" in old["metadata"]:
+            obj["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+        result = self.store.replace(rt, namespace, name, obj, dry_run=dry_run, subresource=subresource)
+        self.after_write(dry_run)
+        return result
+
+    def apply_object(self, obj: Obj) -> Obj:
+        """Create-or-replace through the same defaulting/validation path as HTTP (for ``Sim.apply``)."""
+        api_version = obj.get("apiVersion", "")
+        group, _, version = api_version.rpartition("/")
+        rt = next((r for r in RESOURCES if r.kind == obj.get("kind") and r.group == group
+                   and r.version == version), None)
+        if rt is None:
+            raise errors.bad_request(f"no kind {obj.get('kind')!r} in {api_version!r}")
+        meta = obj.get("metadata") or {}
+        namespace = (meta.get("namespace") or "default") if rt.namespaced else None
+        existing = self.store.find(rt, namespace, meta.get("name", "")) if meta.get("name") else None
+        if existing is None:
+            return self.create(rt, namespace, obj, manager="kubesim")
+        body = copy.deepcopy(obj)
+        body.setdefault("metadata", {}).pop("resourceVersion", None)
+        return self.replace(rt, namespace, existing["metadata"]["name"], body, manager="kubesim", old=existing)
+
+    # -- routing ---------------------------------------------------------------------------------------------
+
+    def route(self, parts: list[str]) -> tuple[str, str, list[str]] | None:
+        """Split ``/api/v1/...`` and ``/apis/g/v/...`` into group, version and the rest."""
+        if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+            return "", "v1", parts[2:]
+        if len(parts) >= 3 and parts[0] == "apis":
+            return parts[1], parts[2], parts[3:]
+        return None
+
+    def resolve(self, group: str, version: str, rest: list[str]) -> Route:
+        def unknown() -> errors.ApiError:
+            return errors.ApiError(404, "NotFound", "the server could not find the requested resource",
+                                   {})
+
+        if not rest:
+            raise unknown()
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            rt = lookup(group, version, rest[2])
+            if rt is not None and rt.namespaced:
+                if len(rest) > 5:
+                    raise unknown()
+                name = rest[3] if len(rest) > 3 else None
+                sub = rest[4] if len(rest) > 4 else None
+                if sub is not None and sub not in rt.subresources:
+                    raise unknown()
+                return Route(rt, rest[1], name, sub)
+        rt = lookup(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            raise unknown()
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in rt.subresources:
+            raise unknown()
+        if rt.namespaced and name is not None:
+            raise unknown()
+        return Route(rt, None, name, sub)
+
+    # -- authorisation ---------------------------------------------------------------------------------------
+
+    def authorize(self, req: Request, verb: str | None, route: Route | None) -> None:
+        rbac = self.knobs.rbac
+        if rbac is None:
+            return
+        header = req.headers.get("Authorization") or ""
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        grant = rbac.get(token) if token else None
+        if grant is None:
+            raise errors.unauthorized()
+        if route is None or verb is None:
+            return  # discovery and /version are open to every authenticated user
+        resource = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
+        namespace = route.namespace if route.rt.namespaced else None
+        if not grant.allows(verb, resource, namespace):
+            raise errors.forbidden(grant.user, verb, route.rt.group, resource, namespace, route.name)
+
+    # -- entry point -----------------------------------------------------------------------------------------
+
+    def verb_of(self, req: Request, route: Route) -> str:
+        watching = (req.param("watch") or "").lower() in ("true", "1")
+        if req.method == "GET":
+            if route.name is None:
+                return "watch" if watching else "list"
+            return "watch" if watching else "get"
+        if req.method == "POST":
+            if route.name is not None:
+                raise errors.method_not_allowed()
+            return "create"
+        if req.method == "PUT":
+            return "update"
+        if req.method == "PATCH":
+            return "patch"
+        if req.method == "DELETE":
+            return "deletecollection" if route.name is None else "delete"
+        raise errors.method_not_allowed()
+
+    def handle(self, req: Request) -> tuple[int, Any, str] | Callable[[Callable[[bytes], None]], None]:
+        """Answer a request: (status, body, content type), or a streaming function for a watch."""
+        path = req.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if path == "/version":
+            self.authorize(req, None, None)
+            return 200, SERVER_VERSION, "application/json"
+        if parts and parts[0] == "openapi":
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        if path in ("/api", "/apis"):
+            self.authorize(req, None, None)
+            if req.accepts("as=APIGroupDiscoveryList") and req.accepts("v=v2"):
+                return 200, aggregated_discovery(core=path == "/api"), AGGREGATED_V2
+            if path == "/api":
+                return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": self.server_address}]}, "application/json"
+            return 200, api_group_list(), "application/json"
+        if path == "/apis/apps":
+            self.authorize(req, None, None)
+            return 200, api_group("apps"), "application/json"
+        legacy_watch = False
+        if len(parts) > 3 and parts[0] == "apis" and parts[3] == "watch" or \
+                len(parts) > 2 and parts[0] == "api" and parts[2] == "watch":
+            index = 3 if parts[0] == "apis" else 2
+            parts = parts[:index] + parts[index + 1:]
+            legacy_watch = True
+        split = self.route(parts)
+        if split is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        group, version, rest = split
+        if (group, version) not in GROUP_VERSIONS:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        if not rest:
+            self.authorize(req, None, None)
+            if req.method != "GET":
+                raise errors.method_not_allowed()
+            return 200, api_resource_list(group, version), "application/json"
+        route = self.resolve(group, version, rest)
+        if legacy_watch:
+            req.query["watch"] = ["true"]
+        verb = self.verb_of(req, route)
+        self.authorize(req, verb, route)
+        if verb not in route.rt.verbs and route.subresource is None:
+            raise errors.method_not_allowed()
+        if verb == "watch":
+            return self.watch(req, route)
+        if route.subresource is not None:
+            return self.handle_subresource(req, route, verb)
+        handler = getattr(self, f"do_{verb}")
+        result: tuple[int, Any, str] = handler(req, route)
+        return result
+
+    # -- verbs -----------------------------------------------------------------------------------------------
+
+    def manager(self, req: Request, default_suffix: str = "") -> str:
+        explicit = req.param("fieldManager")
+        if explicit:
+            return explicit
+        agent = req.headers.get("User-Agent") or "unknown"
+        return agent.split("/", 1)[0] + default_suffix
+
+    def parse_body(self, req: Request) -> Any:
+        ctype = req.content_type
+        if "protobuf" in ctype:
+            raise errors.unsupported_media_type(ctype)
+        try:
+            if ctype in ("application/yaml", "application/apply-patch+yaml"):
+                return yaml.safe_load(req.body.decode("utf-8"))
+            return json.loads(req.body or b"null")
+        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
+
+    def do_get(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        obj = self.store.get(route.rt, route.namespace, route.name or "")
+        return self._maybe_table(req, route, [obj], obj)
+
+    def do_list(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        rt = route.rt
+        predicate = selectors.make_predicate(req.param("labelSelector"), req.param("fieldSelector"))
+        items, rv = self.store.list(rt, route.namespace if rt.namespaced else None, predicate)
+        meta: Obj = {"resourceVersion": str(rv)}
+        token = req.param("continue")
+        if token:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
+                start = (str(state["ns"]), str(state["name"]))
+                rv = int(state["rv"])
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                                         "(version meta.k8s.io/v1)") from None
+            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+            meta["resourceVersion"] = str(rv)
+        limit_text = req.param("limit")
+        try:
+            limit = int(limit_text) if limit_text else 0
+        except ValueError:
+            raise errors.bad_request(f"invalid limit: {limit_text}") from None
+        if limit > 0 and len(items) > limit:
+            last = items[limit - 1]["metadata"]
+            state = {"rv": rv, "ns": last.get("namespace", ""), "name": last["name"]}
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+        body = {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
+        return self._maybe_table(req, route, items, body, meta)
+
+    def _maybe_table(self, req: Request, route: Route, items: list[Obj], body: Any,
+                     list_meta: Obj | None = None) -> tuple[int, Any, str]:
+        if req.accepts("as=Table"):
+            table = table_for(route.rt, items, self.clock.now(),
+                                     include_object=req.param("includeObject") or "Metadata")
+            if list_meta is not None:
+                table["metadata"] = dict(list_meta)
+            else:
+                table["metadata"] = {"resourceVersion": items[0]["metadata"].get("resourceVersion", "")}
+            return 200, table, "application/json"
+        return 200, body, "application/json"
+
+    def do_create(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        body = self.parse_body(req)
+        namespace = route.namespace if route.rt.namespaced else None
+        if route.rt.namespaced and namespace is None:
+            raise errors.method_not_allowed()
+        created = self.create(route.rt, namespace, body, dry_run=req.dry_run, manager=self.manager(req))
+        return 201, created, "application/json"
+
+    def do_update(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        body = self.parse_body(req)
+        updated = self.replace(route.rt, route.namespace, route.name or "", body, dry_run=req.dry_run,
+                               manager=self.manager(req))
+        return 200, updated, "application/json"
+
+    def apply_patch(self, req: Request, current: Obj) -> Obj:
+        ctype = req.content_type
+        if ctype == "application/json-patch+json":
+            patched = patching.json_patch(current, patching.decode_json_patch(req.body))
+        elif ctype == "application/merge-patch+json":
+            patched = patching.merge_patch(current, self._json_body(req))
+        elif ctype == "application/strategic-merge-patch+json":
+            patched = patching.strategic_merge_patch(current, self._json_body(req))
+        else:
+            raise errors.unsupported_media_type(ctype)
+        if not isinstance(patched, dict):
+            raise patching.unprocessable("the patched object is not a JSON object")
+        return dict(patched)
+
+    def _json_body(self, req: Request) -> Any:
+        try:
+            return json.loads(req.body or b"null")
+        except ValueError as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
+
+    def do_patch(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        rt, name = route.rt, route.name or ""
+        if req.content_type == "application/apply-patch+yaml":
+            return self.server_side_apply(req, route)
+        if req.content_type not in PATCH_TYPES:
+            raise errors.unsupported_media_type(req.content_type)
+        dry_run = req.dry_run
+        manager = self.manager(req)
+        for attempt in range(5):
+            current = self.store.get(rt, route.namespace, name)
+            patched = self.apply_patch(req, current)
+            explicit_rv = patched.get("metadata", {}).get("resourceVersion") != current["metadata"].get(
+                "resourceVersion")
+            try:
+                result = self.replace(rt, route.namespace, name, patched, dry_run=dry_run, manager=manager,
+                                      old=current)
+                return 200, result, "application/json"
+            except errors.ApiError as err:
+                if err.code != 409 or err.reason != "Conflict" or explicit_rv or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def server_side_apply(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        rt, name = route.rt, route.name or ""
+        manager = req.param("fieldManager")
+        if not manager:
+            raise errors.bad_request("PATCH request for apply must specify fieldManager (fieldManager is "
+                                     "required for apply patch)")
+        force_text = (req.param("force") or "false").lower()
+        if force_text not in ("true", "false", "1", "0"):
+            raise errors.bad_request(f"invalid force value: {force_text}")
+        force = force_text in ("true", "1")
+        applied = self.parse_body(req)
+        if not isinstance(applied, dict):
+            raise errors.bad_request("the applied configuration must be an object")
+        if applied.get("apiVersion") != rt.api_version or applied.get("kind") != rt.kind:
+            raise errors.bad_request(f"the API version in the data ({applied.get('apiVersion')}) and kind "
+                                     f"({applied.get('kind')}) must match the request ({rt.api_version}, "
+                                     f"{rt.kind})")
+        meta: Obj = applied["metadata"] if isinstance(applied.get("metadata"), dict) else {}
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the "
+                                     f"URL ({name})")
+        if rt.namespaced and meta.get("namespace") and meta["namespace"] != route.namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on "
+                                     "the request")
+        dry_run = req.dry_run
+        now = self.clock.timestamp()
+        for attempt in range(5):
+            live = self.store.find(rt, route.namespace, name)
+            result = patching.server_side_apply(live, applied, manager, force, now, rt.api_version, rt.group,
+                                                rt.plural)
+            result.setdefault("metadata", {})["name"] = name
+            if live is None:
+                obj = self.prepare(rt, result, route.namespace)
+                created = self.store.create(rt, route.namespace, obj, dry_run=dry_run)
+                self.after_write(dry_run)
+                return 201, created, "application/json"
+            result["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            try:
+                obj = self.prepare(rt, result, route.namespace, live)
+                updated = self.store.replace(rt, route.namespace, name, obj, dry_run=dry_run)
+                self.after_write(dry_run)
+                return 200, updated, "application/json"
+            except errors.ApiError as err:
+                if err.code != 409 or err.reason != "Conflict" or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def do_delete(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        rt, name = route.rt, route.name or ""
+        options = self.parse_body(req) if req.body.strip() else None
+        if isinstance(options, dict):
+            policy = options.get("propagationPolicy")
+            if policy not in (None, "Orphan", "Background", "Foreground"):
+                raise errors.bad_request(f'Unsupported value: "{policy}"')
+            pre = options.get("preconditions") or {}
+            if pre:
+                current = self.store.get(rt, route.namespace, name)
+                if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
+                    raise errors.conflict(rt.group, rt.plural, name,
+                                          f"Precondition failed: UID in precondition: {pre['uid']}, UID in object "
+                                          f"meta: {current['metadata']['uid']}")
+                if pre.get("resourceVersion") and pre["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                    raise errors.conflict(rt.group, rt.plural, name,
+                                          f"Precondition failed: ResourceVersion in precondition: "
+                                          f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                          f"{current['metadata']['resourceVersion']}")
+        policy = req.param("propagationPolicy")
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise errors.bad_request(f'Unsupported value: "{policy}"')
+        dry_run = req.dry_run
+        gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run)
+        self.after_write(dry_run)
+        if rt is NAMESPACES:
+            gone.setdefault("status", {})["phase"] = "Terminating"
+            return 200, gone, "application/json"
+        details: Obj = {"name": name, "kind": rt.plural, "uid": gone["metadata"].get("uid")}
+        if rt.group:
+            details["group"] = rt.group
+        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                     "details": details}, "application/json"
+
+    def do_deletecollection(self, req: Request, route: Route) -> tuple[int, Any, str]:
+        rt = route.rt
+        predicate = selectors.make_predicate(req.param("labelSelector"), req.param("fieldSelector"))
+        items, _ = self.store.list(rt, route.namespace if rt.namespaced else None, predicate)
+        dry_run = req.dry_run
+        deleted = []
+        for item in items:
+            try:
+                deleted.append(self.store.delete(rt, item["metadata"].get("namespace"), item["metadata"]["name"],
+                                                 dry_run=dry_run))
+            except errors.ApiError as err:
+                if err.code != 404:
+                    raise
+        self.after_write(dry_run)
+        return 200, {"kind": rt.list_kind, "apiVersion": rt.api_version,
+                     "metadata": {"resourceVersion": str(self.store.resource_version())}, "items": deleted}, \
+            "application/json"
+
+    # -- subresources ----------------------------------------------------------------------------------------
+
+    def handle_subresource(self, req: Request, route: Route, verb: str) -> tuple[int, Any, str]:
+        rt, name, sub = route.rt, route.name or "", route.subresource
+        if verb not in SUBRESOURCE_VERBS:
+            raise errors.method_not_allowed()
+        current = self.store.get(rt, route.namespace, name)
+        manager = self.manager(req)
+        if sub == "status":
+            if verb == "get":
+                return 200, current, "application/json"
+            if verb == "update":
+                body = self.parse_body(req)
+            elif req.content_type == "application/apply-patch+yaml":
+                raise errors.unsupported_media_type(req.content_type)
+            else:
+                body = self.apply_patch(req, current)
+            result = self.replace(rt, route.namespace, name, body, dry_run=req.dry_run, manager=manager,
+                                  subresource="status", old=current)
+            return 200, result, "application/json"
+        # scale
+        scale = to_scale(current)
+        if verb == "get":
+            return 200, scale, "application/json"
+        if verb == "update":
+            new_scale = self.parse_body(req)
+        elif req.content_type == "application/apply-patch+yaml":
+            raise errors.unsupported_media_type(req.content_type)
+        else:
+            new_scale = self.apply_patch(req, scale)
+        if not isinstance(new_scale, dict):
+            raise errors.bad_request("the body of the request must be a Scale object")
+        replicas = (new_scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("autoscaling", "Scale", rt.plural, name, [
+                ("FieldValueInvalid", "spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater "
+                                                       f"than or equal to 0")])
+        wanted_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+        updated = copy.deepcopy(current)
+        updated["spec"]["replicas"] = replicas
+        if wanted_rv:
+            updated["metadata"]["resourceVersion"] = wanted_rv
+        result = self.replace(rt, route.namespace, name, updated, dry_run=req.dry_run, manager=manager,
+                              old=current)
+        return 200, to_scale(result), "application/json"
+
+    # -- watch -----------------------------------------------------------------------------------------------
+
+    def watch(self, req: Request, route: Route) -> Callable[[Callable[[bytes], None]], None]:
+        rt = route.rt
+        field_selector = req.param("fieldSelector")
+        if route.name is not None:
+            field_selector = f"metadata.name={route.name}" + (f",{field_selector}" if field_selector else "")
+        predicate = selectors.make_predicate(req.param("labelSelector"), field_selector)
+        namespace = route.namespace if rt.namespaced else None
+        rv_text = req.param("resourceVersion")
+        try:
+            timeout = float(req.param("timeoutSeconds") or 1800)
+        except ValueError:
+            raise errors.bad_request("invalid timeoutSeconds") from None
+        try:
+            start_rv = int(rv_text) if rv_text not in (None, "") else 0
+        except ValueError:
+            raise errors.bad_request(f"invalid resource version: {rv_text}") from None
+        rule = getattr(req, "failure", None)
+
+        def in_scope(obj: Obj) -> bool:
+            if namespace is not None and obj.get("metadata", {}).get("namespace") != namespace:
+                return False
+            return predicate is None or predicate(obj)
+
+        def stream(write: Callable[[bytes], None]) -> None:
+            deadline = time.monotonic() + timeout
+            sent = 0
+
+            def send(kind: str, obj: Obj) -> None:
+                nonlocal sent
+                if isinstance(rule, FailureRule) and rule.drop and sent >= rule.after_events:
+                    raise _DropConnection()
+                write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                sent += 1
+
+            visible: set[tuple[str, str]] = set()
+            if start_rv == 0:
+                items, last_rv = self.store.list(rt, namespace, predicate)
+                for item in items:
+                    visible.add((item["metadata"].get("namespace", ""), item["metadata"]["name"]))
+                    send("ADDED", item)
+            else:
+                last_rv = start_rv
+                items, _ = self.store.list(rt, namespace, predicate)
+                visible = {(i["metadata"].get("namespace", ""), i["metadata"]["name"]) for i in items}
+            if isinstance(rule, FailureRule) and rule.drop and sent >= rule.after_events:
+                raise _DropConnection()
+            while not self.stopping.is_set():
+                try:
+                    events = self.store.events_since(last_rv)
+                except errors.ApiError as err:
+                    send("ERROR", err.status())
+                    return
+                for event in events:
+                    last_rv = max(last_rv, event.rv)
+                    if event.resource is not rt:
+                        continue
+                    key = (event.obj["metadata"].get("namespace", ""), event.obj["metadata"]["name"])
+                    if in_scope(event.obj):
+                        kind = event.type
+                        if kind == "MODIFIED" and key not in visible:
+                            kind = "ADDED"
+                        if kind == "DELETED":
+                            visible.discard(key)
+                        else:
+                            visible.add(key)
+                        send(kind, event.obj)
+                    elif key in visible:
+                        visible.discard(key)
+                        send("DELETED", event.obj)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self.store.wait_for_change(last_rv, min(remaining, WATCH_POLL))
+
+        return stream
+
+
+# -- HTTP plumbing ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kubesim"
+    sys_version = ""
+    api: Api  # set on the subclass per server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    def do_OPTIONS(self) -> None:
+        self._serve("OPTIONS")
+
+    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        data = json.dumps(body).encode() if self.command != "HEAD" else b""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(json.dumps(body).encode()) if self.command == "HEAD"
+                                               else len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _serve(self, method: str) -> None:
+        api = self.api
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        req = Request(method, split.path, parse_qs(split.query, keep_blank_values=True), self.headers, body)
+        if api.knobs.latency > 0:
+            time.sleep(api.knobs.latency)
+        try:
+            rule = api.knobs.take_failure(method, self.path)
+            if rule is not None:
+                if not rule.drop:
+                    raise injected_error(rule.status)
+                watching = (req.param("watch") or "").lower() in ("true", "1")
+                if not watching:
+                    raise _DropConnection()
+                req.failure = rule  # type: ignore[attr-defined]
+            if method in ("HEAD", "OPTIONS"):
+                raise errors.method_not_allowed()
+            outcome = api.handle(req)
+        except _DropConnection:
+            self._drop()
+            return
+        except errors.ApiError as err:
+            self._send(err.code, err.status())
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500 instead of hanging the client
+            self._send(500, errors.internal(f"kubesim: {type(exc).__name__}: {exc}").status())
+            return
+        if isinstance(outcome, tuple):
+            code, payload, content_type = outcome
+            self._send(code, payload, content_type)
+            return
+        self._stream(outcome)
+
+    def _stream(self, stream: Callable[[Callable[[bytes], None]], None]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+
+        def write(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        try:
+            stream(write)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except _DropConnection:
+            self._drop()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+
+class ApiServer:
+    """The HTTP server thread around an ``Api``."""
+
+    def __init__(self, api: Api, port: int = 0, ssl_context: ssl.SSLContext | None = None):
+        self.api = api
+        handler = type("Handler", (_Handler,), {"api": api})
+        self.httpd = _Server(("127.0.0.1", port), handler)
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+        self.tls = ssl_context is not None
+        self.port = self.httpd.server_address[1]
+        api.server_address = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"kubesim-http-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.api.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
