@@ -553,7 +553,7 @@ def server_side_apply(live: Obj | None, applied: Obj, manager: str, force: bool,
             continue
         paths = _entry_paths(entry)
         if force and conflicting:
-            paths = {p for p in paths if not any(p[:len(c)] == c or c[:len(p)] == p for c in conflicting)}
+            paths = {p for p in paths if not any(p[:len(c)] == c for c in conflicting)}
             if not paths:
                 continue
             entry = dict(entry, fieldsV1=to_fields_v1(paths))

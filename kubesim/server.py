@@ -194,6 +194,231 @@ def api_group_list() -> Obj:
         {k: v for k, v in api_group(g).items() if k not in ("kind", "apiVersion")} for g in groups]}
 
 
+OPENAPI_HASH = "6B6E6265C5C1E5D7"
+
+
+def openapi_v3_document(group: str, version: str) -> Obj:
+    prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    paths: Obj = {}
+    for rt in _resources_in(group, version):
+        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+        scope = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
+        query = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                 for n in ("dryRun", "fieldManager", "fieldValidation")]
+        response = {"200": {"description": "OK"}}
+        paths[f"{scope}/{{name}}"] = {
+            "get": {"operationId": f"read{rt.kind}", "x-kubernetes-action": "get",
+                    "x-kubernetes-group-version-kind": gvk, "responses": response},
+            "put": {"operationId": f"replace{rt.kind}", "x-kubernetes-action": "put",
+                    "x-kubernetes-group-version-kind": gvk, "parameters": query, "responses": response},
+            "patch": {"operationId": f"patch{rt.kind}", "x-kubernetes-action": "patch",
+                      "x-kubernetes-group-version-kind": gvk,
+                      "parameters": query + [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
+                      "responses": response},
+            "delete": {"operationId": f"delete{rt.kind}", "x-kubernetes-action": "delete",
+                       "x-kubernetes-group-version-kind": gvk, "responses": response},
+        }
+        paths[scope] = {
+            "get": {"operationId": f"list{rt.kind}", "x-kubernetes-action": "list",
+                    "x-kubernetes-group-version-kind": gvk, "responses": response},
+            "post": {"operationId": f"create{rt.kind}", "x-kubernetes-action": "post",
+                     "x-kubernetes-group-version-kind": gvk, "parameters": query, "responses": response},
+        }
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (kubesim)", "version": "v1.32.0"},
+            "paths": paths, "components": {"schemas": {}}}
+
+
+# -- protobuf request bodies -----------------------------------------------------------------------------
+#
+# kubectl's typed clients (``kubectl create configmap|deployment|namespace``) send bodies as
+# ``application/vnd.kubernetes.protobuf``: the bytes ``k8s\0`` and a ``runtime.Unknown`` envelope (1: TypeMeta
+# {1: apiVersion, 2: kind}, 2: the object's message). Below is a decoder for the wire format and the field numbers
+# of the messages those commands use (from the published ``generated.proto`` files); unknown fields are skipped.
+# Zero values of non-pointer fields are dropped like ``omitempty`` would; "?" marks pointer fields whose zero
+# value is meaningful.
+
+ProtoField = tuple[str, Any, bool]  # json name, kind, repeated
+
+_TIME: dict[int, ProtoField] = {1: ("seconds", "int", False), 2: ("nanos", "int", False)}
+_OWNER_REF: dict[int, ProtoField] = {1: ("kind", "string", False), 3: ("name", "string", False),
+                                     4: ("uid", "string", False), 5: ("apiVersion", "string", False),
+                                     6: ("controller", "bool?", False), 7: ("blockOwnerDeletion", "bool?", False)}
+_OBJECT_META: dict[int, ProtoField] = {
+    1: ("name", "string", False), 2: ("generateName", "string", False), 3: ("namespace", "string", False),
+    5: ("uid", "string", False), 6: ("resourceVersion", "string", False), 7: ("generation", "int", False),
+    8: ("creationTimestamp", "time", False), 11: ("labels", ("map", "string"), False),
+    12: ("annotations", ("map", "string"), False), 13: ("ownerReferences", _OWNER_REF, True),
+    14: ("finalizers", "string", True)}
+_REQUIREMENT: dict[int, ProtoField] = {1: ("key", "string", False), 2: ("operator", "string", False),
+                                       3: ("values", "string", True)}
+_LABEL_SELECTOR: dict[int, ProtoField] = {1: ("matchLabels", ("map", "string"), False),
+                                          2: ("matchExpressions", _REQUIREMENT, True)}
+_CONTAINER_PORT: dict[int, ProtoField] = {1: ("name", "string", False), 2: ("hostPort", "int", False),
+                                          3: ("containerPort", "int", False), 4: ("protocol", "string", False),
+                                          5: ("hostIP", "string", False)}
+_ENV_VAR: dict[int, ProtoField] = {1: ("name", "string", False), 2: ("value", "string", False)}
+_RESOURCES: dict[int, ProtoField] = {1: ("limits", ("map", "quantity"), False),
+                                     2: ("requests", ("map", "quantity"), False)}
+_VOLUME_MOUNT: dict[int, ProtoField] = {1: ("name", "string", False), 2: ("readOnly", "bool", False),
+                                        3: ("mountPath", "string", False), 4: ("subPath", "string", False)}
+_CONTAINER: dict[int, ProtoField] = {
+    1: ("name", "string", False), 2: ("image", "string", False), 3: ("command", "string", True),
+    4: ("args", "string", True), 5: ("workingDir", "string", False), 6: ("ports", _CONTAINER_PORT, True),
+    7: ("env", _ENV_VAR, True), 8: ("resources", _RESOURCES, False), 9: ("volumeMounts", _VOLUME_MOUNT, True),
+    13: ("terminationMessagePath", "string", False), 14: ("imagePullPolicy", "string", False),
+    20: ("terminationMessagePolicy", "string", False)}
+_POD_SPEC: dict[int, ProtoField] = {
+    2: ("containers", _CONTAINER, True), 3: ("restartPolicy", "string", False),
+    4: ("terminationGracePeriodSeconds", "int?", False), 6: ("dnsPolicy", "string", False),
+    7: ("nodeSelector", ("map", "string"), False), 8: ("serviceAccountName", "string", False),
+    14: ("securityContext", {}, False), 19: ("schedulerName", "string", False),
+    20: ("initContainers", _CONTAINER, True)}
+_POD_TEMPLATE: dict[int, ProtoField] = {1: ("metadata", _OBJECT_META, False), 2: ("spec", _POD_SPEC, False)}
+_ROLLING_DEPLOYMENT: dict[int, ProtoField] = {1: ("maxUnavailable", "intorstr", False),
+                                              2: ("maxSurge", "intorstr", False)}
+_DEPLOYMENT_SPEC: dict[int, ProtoField] = {
+    1: ("replicas", "int?", False), 2: ("selector", _LABEL_SELECTOR, False), 3: ("template", _POD_TEMPLATE, False),
+    4: ("strategy", {1: ("type", "string", False), 2: ("rollingUpdate", _ROLLING_DEPLOYMENT, False)}, False),
+    5: ("minReadySeconds", "int", False), 6: ("revisionHistoryLimit", "int?", False),
+    7: ("paused", "bool", False), 9: ("progressDeadlineSeconds", "int?", False)}
+PROTO_SCHEMAS: dict[str, dict[int, ProtoField]] = {
+    "ConfigMap": {1: ("metadata", _OBJECT_META, False), 2: ("data", ("map", "string"), False),
+                  3: ("binaryData", ("map", "bytes"), False), 4: ("immutable", "bool?", False)},
+    "Namespace": {1: ("metadata", _OBJECT_META, False),
+                  2: ("spec", {1: ("finalizers", "string", True)}, False)},
+    "Deployment": {1: ("metadata", _OBJECT_META, False), 2: ("spec", _DEPLOYMENT_SPEC, False)},
+    "Pod": {1: ("metadata", _OBJECT_META, False), 2: ("spec", _POD_SPEC, False)},
+}
+_ZERO_TIME = -62135596800
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _proto_fields(data: bytes) -> list[tuple[int, int, Any]]:
+    """(field number, wire type, raw value) triples of one message."""
+    fields = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        value: Any
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            value = data[pos:pos + length]
+            if len(value) != length:
+                raise ValueError("truncated field")
+            pos += length
+        elif wire == 1:
+            value = int.from_bytes(data[pos:pos + 8], "little", signed=True)
+            pos += 8
+        elif wire == 5:
+            value = int.from_bytes(data[pos:pos + 4], "little", signed=True)
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        fields.append((number, wire, value))
+    return fields
+
+
+def _proto_scalar(kind: str, raw: Any) -> Any:
+    base = kind.rstrip("?")
+    if base == "string":
+        return raw.decode("utf-8")
+    if base == "bytes":
+        return base64.b64encode(raw).decode()
+    if base == "bool":
+        return bool(raw)
+    if base == "int":
+        return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if base == "quantity":
+        return _proto_message({1: ("string", "string", False)}, raw).get("string", "0")
+    if base == "intorstr":
+        value = _proto_message({1: ("type", "int", False), 2: ("intVal", "int", False),
+                                3: ("strVal", "string", False)}, raw)
+        return value.get("strVal", "") if value.get("type") == 1 else value.get("intVal", 0)
+    if base == "time":
+        stamp = _proto_message(_TIME, raw)
+        seconds = stamp.get("seconds", 0)
+        if seconds in (0, _ZERO_TIME):
+            return None
+        return Clock().timestamp(seconds)
+    raise ValueError(f"unknown scalar kind {kind}")
+
+
+def _is_zero(kind: Any, value: Any) -> bool:
+    if isinstance(kind, str) and kind.endswith("?"):
+        return False
+    return value in ("", 0, False, None) and not isinstance(kind, dict)
+
+
+def _proto_message(schema: dict[int, ProtoField], data: bytes) -> Obj:
+    result: Obj = {}
+    for number, _, raw in _proto_fields(data):
+        spec = schema.get(number)
+        if spec is None:
+            continue
+        name, kind, repeated = spec
+        if isinstance(kind, tuple):  # a map: entries with key 1 and value 2
+            entry = _proto_message({1: ("k", "string", False), 2: ("v", kind[1], False)}, raw)
+            result.setdefault(name, {})[entry.get("k", "")] = entry.get("v", "" if kind[1] == "string" else None)
+            continue
+        if isinstance(kind, dict):
+            value: Any = _proto_message(kind, raw)
+        elif repeated and isinstance(raw, bytes) and kind.rstrip("?") not in ("string", "bytes", "quantity",
+                                                                             "intorstr", "time"):
+            values = []  # packed scalars
+            pos = 0
+            while pos < len(raw):
+                item, pos = _varint(raw, pos)
+                values.append(_proto_scalar(kind, item))
+            result.setdefault(name, []).extend(values)
+            continue
+        else:
+            value = _proto_scalar(kind, raw)
+        if repeated:
+            result.setdefault(name, []).append(value)
+        elif not _is_zero(kind, value):
+            result[name] = value
+    return result
+
+
+PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def decode_protobuf(body: bytes) -> Obj:
+    """Decode a Kubernetes protobuf request body into the JSON form (400 BadRequest if it cannot)."""
+    if not body.startswith(PROTOBUF_MAGIC):
+        raise errors.bad_request("the protobuf body does not start with the Kubernetes magic number")
+    try:
+        envelope = _proto_message({1: ("typeMeta", {1: ("apiVersion", "string", False),
+                                                    2: ("kind", "string", False)}, False),
+                                   2: ("raw", "bytes?", False)}, body[len(PROTOBUF_MAGIC):])
+        type_meta = envelope.get("typeMeta", {})
+        kind = type_meta.get("kind", "")
+        schema = PROTO_SCHEMAS.get(kind)
+        if schema is None:
+            raise errors.unsupported_media_type(f"application/vnd.kubernetes.protobuf (kind {kind!r})")
+        obj = _proto_message(schema, base64.b64decode(envelope.get("raw", "")))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.bad_request(f"the protobuf body could not be decoded: {exc}") from None
+    obj["apiVersion"] = type_meta.get("apiVersion", "")
+    obj["kind"] = kind
+    return obj
+
+
 # -- scale -----------------------------------------------------------------------------------------------
 
 
@@ -554,7 +779,7 @@ class Api:
             self.authorize(req, None, None)
             return 200, SERVER_VERSION, "application/json"
         if parts and parts[0] == "openapi":
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})
+            return self.openapi(parts)
         if path in ("/api", "/apis"):
             self.authorize(req, None, None)
             if req.accepts("as=APIGroupDiscoveryList") and req.accepts("v=v2"):
@@ -598,6 +823,24 @@ class Api:
         result: tuple[int, Any, str] = handler(req, route)
         return result
 
+    def openapi(self, parts: list[str]) -> tuple[int, Any, str]:
+        """A minimal OpenAPI v3: just enough for kubectl's field-validation check (``kubectl apply``/``create
+        -f`` download it before sending anything). Each PATCH operation declares the ``fieldValidation`` query
+        parameter, so kubectl leaves validation to the server instead of validating against schemas; without a
+        request body declaration kubectl builds strategic merge patches from its compiled-in types. There is no
+        OpenAPI v2 (kubectl only falls back to it when v3 is missing)."""
+        if parts == ["openapi", "v3"]:
+            paths = {}
+            for group, version in GROUP_VERSIONS:
+                prefix = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}?hash={OPENAPI_HASH}"}
+            return 200, {"paths": paths}, "application/json"
+        rest = parts[2:]
+        split = self.route(rest) if len(parts) > 2 and parts[1] == "v3" else None
+        if split is None or split[2] or (split[0], split[1]) not in GROUP_VERSIONS:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        return 200, openapi_v3_document(split[0], split[1]), "application/json"
+
     # -- verbs -----------------------------------------------------------------------------------------------
 
     def manager(self, req: Request, default_suffix: str = "") -> str:
@@ -609,6 +852,8 @@ class Api:
 
     def parse_body(self, req: Request) -> Any:
         ctype = req.content_type
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return decode_protobuf(req.body)
         if "protobuf" in ctype:
             raise errors.unsupported_media_type(ctype)
         try:
