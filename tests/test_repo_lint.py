@@ -32,7 +32,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
 
 # How the examples, the reusable workflow and the e2e workflow refer to this action.
-SELF_USES = re.compile(r"^(\./?|kube-release-rollback/kube-release-rollback@.+)$")
+SELF_USES = re.compile(r"^(\./?|\$/\.?/?|kube-release-rollback/kube-release-rollback@.+)$")
 
 BOOLEAN_INPUTS = {
     "insecure-skip-tls-verify",
@@ -155,6 +155,12 @@ ACTIONLINT_BREAKAGES = {
         "e2e.yml",
         "          mode: deploy\n",
         "          mode: deploy\n          no-such-input: x\n",
+        'input "no-such-input" is not defined',
+    ),
+    "unknown-input-in-the-reusable-workflow": (
+        "rollback.yml",
+        "          timeout: ${{ inputs.timeout }}\n",
+        "          timeout: ${{ inputs.timeout }}\n          no-such-input: x\n",
         'input "no-such-input" is not defined',
     ),
     "undefined-output-of-the-action": (
