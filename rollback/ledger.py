@@ -1,0 +1,539 @@
+"""The release ledger: who deployed what, when, with which result, and which releases are blocked.
+
+One ledger per namespace (the "environment"), kept in a ConfigMap the action owns
+(``kube-release-rollback-ledger``; layout in ``docs/ledger.md``). Revision history cannot hold these facts: it
+is pruned and renumbered, and it never records failed attempts, reasons or blocks.
+
+Everything about the ledger's content is pure (``LedgerState`` and its methods); only ``ConfigMapLedger``
+talks to the API server, through ``read``/``create``/``replace`` of one ConfigMap with optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time as _time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from rollback.modes import LedgerFacts
+
+LEDGER_NAME = "kube-release-rollback-ledger"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kube-release-rollback"
+FORMAT = "1"
+ENTRIES_KEY = "entries.json"
+BLOCKS_KEY = "blocks.json"
+FORMAT_KEY = "format"
+
+MAX_ENTRIES = 200  # newest entries kept; older ones are dropped on the next write
+MAX_BLOCKS = 100  # active blocks kept (the oldest dropped beyond this; not reached in practice)
+# A ConfigMap holds at most 1 MiB: entries.json and blocks.json are trimmed, oldest first, below these budgets.
+MAX_ENTRIES_BYTES = 512 * 1024
+MAX_BLOCKS_BYTES = 256 * 1024
+MAX_TEXT = 1000  # a reason is clipped to this many characters when recorded
+
+# Results an entry can carry. Only some of them say something about what is (or was meant to be) live.
+SUCCEEDED = "succeeded"  # the release is live and rolled out (deploy, redeploy, rollback, or already live)
+FAILED = "failed"  # the release was attempted and did not become ready; the workload was left as it was
+ROLLED_BACK = (
+    "rolled-back"  # the release was attempted, failed, and the action undid it to the previous revision
+)
+REFUSED = "refused"  # nothing changed: the release is blocked (or the run was refused before any write)
+UNBLOCKED = "unblocked"  # `mode: unblock` removed the block of the release
+DRY_RUN = "dry-run"  # nothing persisted
+RESULTS = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED, UNBLOCKED, DRY_RUN)
+
+SUCCESS_RESULTS = frozenset({SUCCEEDED})  # Octopus CurrentForEnvironment: last successful
+ATTEMPT_RESULTS = frozenset(
+    {SUCCEEDED, FAILED, ROLLED_BACK}
+)  # Octopus PreviousForEnvironment: last attempted
+
+BLOCK_SOURCES = ("ledger", "github-release")
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 UTC with second precision (``2024-05-01T12:00:00Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class GitHubContext:
+    """The GitHub Actions run that is acting, from the runner's environment. Every field is optional: a local
+    CLI run has none of them."""
+
+    actor: str | None = None
+    repository: str | None = None  # owner/name
+    workflow: str | None = None
+    run_id: str | None = None
+    server_url: str | None = None
+    event_name: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> GitHubContext:
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        return cls(
+            actor=get("GITHUB_ACTOR"),
+            repository=get("GITHUB_REPOSITORY"),
+            workflow=get("GITHUB_WORKFLOW"),
+            run_id=get("GITHUB_RUN_ID"),
+            server_url=get("GITHUB_SERVER_URL"),
+            event_name=get("GITHUB_EVENT_NAME"),
+        )
+
+    @property
+    def run_url(self) -> str | None:
+        """``{GITHUB_SERVER_URL}/{GITHUB_REPOSITORY}/actions/runs/{GITHUB_RUN_ID}``, or None."""
+        if not (self.server_url and self.repository and self.run_id):
+            return None
+        return f"{self.server_url.rstrip('/')}/{self.repository}/actions/runs/{self.run_id}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run's outcome for one workload."""
+
+    time: str  # RFC 3339 UTC
+    namespace: str
+    workload: str  # "deployment/web"
+    release: str
+    mode: str  # deploy | redeploy | rollback | unblock | ...
+    result: str  # one of RESULTS
+    revision: int | None = None  # revision live after the run (None: unknown / nothing changed)
+    images: tuple[str, ...] = ()  # "container=image"
+    reason: str = ""
+    actor: str | None = None
+    repository: str | None = None
+    workflow: str | None = None
+    run_url: str | None = None
+    event: str | None = None
+    allow_blocked: bool = False  # the run deployed a blocked release on purpose (`allow-blocked: true`)
+
+    @classmethod
+    def new(
+        cls,
+        ctx: GitHubContext,
+        *,
+        namespace: str,
+        workload: str,
+        release: str,
+        mode: str,
+        result: str,
+        revision: int | None = None,
+        images: Iterable[str] = (),
+        reason: str = "",
+        allow_blocked: bool = False,
+        time: str | None = None,
+    ) -> Entry:
+        """An entry stamped with the current time and the GitHub context."""
+        return cls(
+            time=time or utc_now(),
+            namespace=namespace,
+            workload=workload,
+            release=release,
+            mode=mode,
+            result=result,
+            revision=revision,
+            images=tuple(images),
+            reason=_clip(reason),
+            actor=ctx.actor,
+            repository=ctx.repository,
+            workflow=ctx.workflow,
+            run_url=ctx.run_url,
+            event=ctx.event_name,
+            allow_blocked=allow_blocked,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "namespace": self.namespace,
+            "workload": self.workload,
+            "release": self.release,
+            "mode": self.mode,
+            "result": self.result,
+            "revision": self.revision,
+            "images": list(self.images),
+            "reason": self.reason,
+            "actor": self.actor,
+            "repository": self.repository,
+            "workflow": self.workflow,
+            "run_url": self.run_url,
+            "event": self.event,
+            "allow_blocked": self.allow_blocked,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Entry:
+        data = _object(obj, "entry")
+        revision = data.get("revision")
+        images = data.get("images") or []
+        if not isinstance(images, list):
+            raise ValueError(f"entry images must be a list, got {type(images).__name__}")
+        return cls(
+            time=_str(data, "time"),
+            namespace=_str(data, "namespace"),
+            workload=_str(data, "workload"),
+            release=_str(data, "release"),
+            mode=_str(data, "mode"),
+            result=_str(data, "result"),
+            revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
+            images=tuple(str(i) for i in images),
+            reason=_str(data, "reason"),
+            actor=_opt(data, "actor"),
+            repository=_opt(data, "repository"),
+            workflow=_opt(data, "workflow"),
+            run_url=_opt(data, "run_url"),
+            event=_opt(data, "event"),
+            allow_blocked=data.get("allow_blocked") is True,
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """A release that must not be deployed (in this namespace; with ``source="github-release"``: anywhere)."""
+
+    release: str
+    namespace: str  # the environment where it was blocked
+    reason: str
+    actor: str | None
+    time: str
+    run_url: str | None = None
+    source: str = "ledger"  # "ledger" | "github-release"
+
+    @classmethod
+    def new(
+        cls,
+        ctx: GitHubContext,
+        *,
+        release: str,
+        namespace: str,
+        reason: str,
+        source: str = "ledger",
+        time: str | None = None,
+    ) -> Block:
+        return cls(
+            release=release,
+            namespace=namespace,
+            reason=_clip(reason),
+            actor=ctx.actor,
+            time=time or utc_now(),
+            run_url=ctx.run_url,
+            source=source,
+        )
+
+    def describe(self) -> str:
+        """One line for error messages: who blocked it, when, where and why."""
+        who = f"by {self.actor}" if self.actor else "by an unknown actor"
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        why = f": {self.reason}" if self.reason else " (no reason given)"
+        run = f" (run: {self.run_url})" if self.run_url else ""
+        return f"release {self.release} was blocked {who} at {self.time}{where}{why}{run}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "release": self.release,
+            "namespace": self.namespace,
+            "reason": self.reason,
+            "actor": self.actor,
+            "time": self.time,
+            "run_url": self.run_url,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Block:
+        data = _object(obj, "block")
+        source = _str(data, "source") or "ledger"
+        return cls(
+            release=_str(data, "release"),
+            namespace=_str(data, "namespace"),
+            reason=_str(data, "reason"),
+            actor=_opt(data, "actor"),
+            time=_str(data, "time"),
+            run_url=_opt(data, "run_url"),
+            source=source,
+        )
+
+
+def _object(obj: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"each {what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
+def _opt(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None or value == "" else str(value)
+
+
+def _entries_json(entries: Iterable[Entry]) -> str:
+    return _json_lines(e.to_json() for e in entries)
+
+
+def _json_lines(items: Iterable[Mapping[str, Any]]) -> str:
+    """A JSON array with one element per line, so ``kubectl get -o yaml`` stays readable."""
+    lines = [json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items]
+    return "[\n" + ",\n".join(lines) + "\n]" if lines else "[]"
+
+
+def _bounded(items: tuple[Any, ...], count: int, budget: int) -> tuple[Any, ...]:
+    """The newest ``count`` items whose JSON lines fit in ``budget`` bytes (at least the newest one)."""
+    items = items[-count:]
+    sizes = [
+        len(json.dumps(i.to_json(), ensure_ascii=False, separators=(",", ":")).encode()) + 2 for i in items
+    ]
+    total = sum(sizes) + 4
+    start = 0
+    while total > budget and start < len(items) - 1:
+        total -= sizes[start]
+        start += 1
+    return items[start:]
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """The ledger's content: entries oldest first (the order the writes landed) and the active blocks."""
+
+    entries: tuple[Entry, ...] = ()
+    blocks: tuple[Block, ...] = ()
+    exists: bool = field(
+        default=False, compare=False
+    )  # False: no ConfigMap yet (first run in this namespace)
+
+    def facts(self, workload: str | None = None) -> LedgerFacts:
+        """Last successful and last attempted release (Octopus CurrentForEnvironment, PreviousForEnvironment),
+        and every release recorded as deployed successfully (newest first, each once).
+
+        ``workload`` ("deployment/web") restricts to that workload's entries; None looks at the whole
+        namespace. Releases are compared as exact strings: pre-release tags are kept, SHAs and any version
+        shape work.
+        """
+        last_attempted: str | None = None
+        succeeded: list[str] = []
+        for entry in reversed(self.entries):
+            if workload is not None and entry.workload != workload:
+                continue
+            if last_attempted is None and entry.result in ATTEMPT_RESULTS:
+                last_attempted = entry.release
+            if entry.result in SUCCESS_RESULTS and entry.release not in succeeded:
+                succeeded.append(entry.release)
+        return LedgerFacts(
+            last_successful=succeeded[0] if succeeded else None,
+            last_attempted=last_attempted,
+            succeeded=tuple(succeeded),
+        )
+
+    def entries_for(self, workload: str) -> tuple[Entry, ...]:
+        return tuple(e for e in self.entries if e.workload == workload)
+
+    def block_for(self, release: str) -> Block | None:
+        for block in self.blocks:
+            if block.release == release:
+                return block
+        return None
+
+    def with_entry(self, entry: Entry) -> LedgerState:
+        """Appended as the newest entry; the oldest are dropped beyond MAX_ENTRIES / MAX_ENTRIES_BYTES."""
+        entry = replace(entry, reason=_clip(entry.reason))
+        return replace(self, entries=_bounded((*self.entries, entry), MAX_ENTRIES, MAX_ENTRIES_BYTES))
+
+    def with_block(self, block: Block) -> LedgerState:
+        """Blocks ``block.release``, replacing an earlier block of the same release."""
+        block = replace(block, reason=_clip(block.reason))
+        others = tuple(b for b in self.blocks if b.release != block.release)
+        return replace(self, blocks=_bounded((*others, block), MAX_BLOCKS, MAX_BLOCKS_BYTES))
+
+    def without_block(self, release: str) -> LedgerState:
+        return replace(self, blocks=tuple(b for b in self.blocks if b.release != release))
+
+    def to_data(self) -> dict[str, str]:
+        """The ConfigMap ``data`` this state is stored as."""
+        return {
+            FORMAT_KEY: FORMAT,
+            ENTRIES_KEY: _entries_json(self.entries),
+            BLOCKS_KEY: _json_lines(b.to_json() for b in self.blocks),
+        }
+
+    @classmethod
+    def from_data(
+        cls, data: Mapping[str, str] | None, *, exists: bool = True, where: str = "ledger"
+    ) -> LedgerState:
+        """Parse ConfigMap ``data``; LedgerError when it is not a ledger this version can safely rewrite."""
+        data = data or {}
+        fmt = data.get(FORMAT_KEY, FORMAT)
+        if fmt != FORMAT:
+            raise LedgerError(
+                f"{where} has format {fmt!r}, this version of kube-release-rollback writes format "
+                f"{FORMAT!r}; use a newer version of the action (the ledger was left untouched)"
+            )
+        try:
+            entries = tuple(Entry.from_json(o) for o in _array(data.get(ENTRIES_KEY)))
+            blocks = tuple(Block.from_json(o) for o in _array(data.get(BLOCKS_KEY)))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise LedgerError(
+                f"{where} is not a valid ledger ({exc}); fix it by hand or delete the ConfigMap "
+                f"(the ledger was left untouched)"
+            ) from exc
+        return cls(entries=entries, blocks=blocks, exists=exists)
+
+
+def _array(text: str | None) -> list[object]:
+    if text is None or not text.strip():
+        return []
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON array, got {type(value).__name__}")
+    return value
+
+
+class LedgerError(Exception):
+    """The ledger could not be read or written. ``status`` is the HTTP status when the API server answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigMapLedger:
+    """The ledger of one namespace, stored in a ConfigMap.
+
+    ``core_v1_api`` is a ``kubernetes.client.CoreV1Api``. Needs ``configmaps`` ``get``, ``create``, ``update``
+    in the namespace. ``update`` is a read-modify-write with optimistic concurrency
+    (``metadata.resourceVersion``): on a conflict it re-reads and re-applies ``change``, so concurrent writers
+    all land.
+    """
+
+    def __init__(
+        self,
+        core_v1_api: Any,
+        namespace: str,
+        name: str = LEDGER_NAME,
+        *,
+        max_attempts: int = 10,
+        backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        sleep: Callable[[float], None] = _time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.api = core_v1_api
+        self.namespace = namespace
+        self.name = name
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @property
+    def where(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.name}"
+
+    def load(self) -> LedgerState:
+        """The ledger's content; an empty state with ``exists=False`` when there is no ConfigMap yet."""
+        state, _ = self._read()
+        return state
+
+    def update(self, change: Callable[[LedgerState], LedgerState], dry_run: bool = False) -> LedgerState:
+        """Apply ``change`` to the current content and store the result; returns the stored state.
+
+        ``change`` must be pure: it is re-applied to freshly read content after a conflict. No write happens
+        when it returns an equal state. ``dry_run`` sends the write with ``dryRun=All``: validated, nothing
+        persisted.
+        """
+        dry = "All" if dry_run else None
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + self._jitter()))
+            state, current = self._read()
+            new = change(state)
+            if new == state:
+                return state
+            try:
+                if current is None:
+                    written = self.api.create_namespaced_config_map(
+                        self.namespace, self._body(new, None), dry_run=dry, field_manager=MANAGED_BY
+                    )
+                else:
+                    written = self.api.replace_namespaced_config_map(
+                        self.name,
+                        self.namespace,
+                        self._body(new, current),
+                        dry_run=dry,
+                        field_manager=MANAGED_BY,
+                    )
+            except ApiException as exc:
+                if exc.status in (
+                    409,
+                    404,
+                ):  # Conflict / AlreadyExists / deleted meanwhile: re-read and retry
+                    continue
+                raise self._error("write", exc) from exc
+            return LedgerState.from_data(getattr(written, "data", None) or new.to_data(), where=self.where)
+        raise LedgerError(
+            f"could not write {self.where}: {self.max_attempts} attempts in a row lost to concurrent "
+            f"writers; run again",
+            status=409,
+        )
+
+    def _read(self) -> tuple[LedgerState, Any]:
+        try:
+            cm = self.api.read_namespaced_config_map(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return LedgerState(exists=False), None
+            raise self._error("read", exc) from exc
+        return LedgerState.from_data(cm.data, exists=True, where=self.where), cm
+
+    def _body(self, state: LedgerState, current: Any) -> k8s.V1ConfigMap:
+        labels: dict[str, str] = {}
+        annotations = None
+        data: dict[str, str] = {}
+        resource_version = None
+        if current is not None:
+            meta = current.metadata
+            labels.update(meta.labels or {})
+            annotations = meta.annotations
+            resource_version = meta.resource_version
+            data.update(current.data or {})  # keep keys we do not own
+        labels[MANAGED_BY_LABEL] = MANAGED_BY
+        data.update(state.to_data())
+        meta = k8s.V1ObjectMeta(
+            name=self.name,
+            namespace=self.namespace,
+            labels=labels,
+            annotations=annotations,
+            resource_version=resource_version,
+        )
+        return k8s.V1ConfigMap(api_version="v1", kind="ConfigMap", metadata=meta, data=data)
+
+    def _error(self, verb: str, exc: ApiException) -> LedgerError:
+        status = exc.status
+        if status in (401, 403):
+            verbs = "get" if verb == "read" else "get, create and update"
+            return LedgerError(
+                f"not allowed to {verb} the release ledger {self.where} (HTTP {status}); grant the action's "
+                f"service account `configmaps` verbs {verbs} in namespace {self.namespace} (docs/ledger.md)",
+                status=status,
+            )
+        return LedgerError(
+            f"could not {verb} the release ledger {self.where}: HTTP {status} {exc.reason or ''}".rstrip(),
+            status=status,
+        )
