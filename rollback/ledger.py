@@ -480,10 +480,9 @@ class ConfigMapLedger:
                         field_manager=MANAGED_BY,
                     )
             except ApiException as exc:
-                if exc.status in (
-                    409,
-                    404,
-                ):  # Conflict / AlreadyExists / deleted meanwhile: re-read and retry
+                # 409 Conflict / AlreadyExists, or 404 on replace (deleted meanwhile): re-read and retry.
+                # A 404 on create means the namespace itself is missing: retrying cannot help.
+                if exc.status == 409 or (exc.status == 404 and current is not None):
                     continue
                 raise self._error("write", exc) from exc
             return LedgerState.from_data(getattr(written, "data", None) or new.to_data(), where=self.where)
@@ -531,6 +530,11 @@ class ConfigMapLedger:
             return LedgerError(
                 f"not allowed to {verb} the release ledger {self.where} (HTTP {status}); grant the action's "
                 f"service account `configmaps` verbs {verbs} in namespace {self.namespace} (docs/ledger.md)",
+                status=status,
+            )
+        if status == 404:
+            return LedgerError(
+                f"could not {verb} the release ledger {self.where}: namespace {self.namespace} not found",
                 status=status,
             )
         return LedgerError(

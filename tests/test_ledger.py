@@ -268,7 +268,7 @@ def test_github_context_from_env() -> None:
 
 
 def test_github_context_absent_for_local_runs() -> None:
-    ctx = GitHubContext.from_env({"GITHUB_RUN_ID": "", "HOME": "/root"})
+    ctx = GitHubContext.from_env({"GITHUB_RUN_ID": "", "HOME": "/home/runner"})
     assert ctx == GitHubContext() and ctx.run_url is None
     assert GitHubContext.from_env({"GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "1"}).run_url is None
 
@@ -447,6 +447,23 @@ def test_fake_gives_up_after_bounded_conflicts() -> None:
     api.fail_writes = [409, 500]
     with pytest.raises(LedgerError, match="HTTP 500"):
         ledger.update(lambda s: s.with_entry(entry("1.0")))
+
+
+def test_fake_missing_namespace_is_not_retried() -> None:
+    api = FakeCoreV1()
+    api.fail_writes = [404]
+    with pytest.raises(LedgerError, match="namespace staging not found"):
+        fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")))
+    assert [c[0] for c in api.calls] == ["read", "create"]
+
+
+def test_fake_deleted_between_read_and_replace_is_retried() -> None:
+    api = FakeCoreV1()
+    ledger = fake_ledger(api)
+    ledger.update(lambda s: s.with_entry(entry("1.0")))
+    api.fail_writes = [404]
+    ledger.update(lambda s: s.with_entry(entry("1.1")))
+    assert [e.release for e in ledger.load().entries] == ["1.0", "1.1"]
 
 
 def test_fake_keeps_foreign_labels_annotations_and_keys() -> None:
