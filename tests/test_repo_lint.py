@@ -371,6 +371,40 @@ def test_dockerignore_check_catches_a_broken_copy() -> None:
     assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("*\n", "", 1)) != []
 
 
+def requirements_problems(text: str) -> list[str]:
+    """requirements.txt is the image's exact runtime closure: `name==version` lines only."""
+    problems = []
+    pins = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        if match is None:
+            problems.append(f"not an exact pin: {line!r}")
+        else:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    if not pins.get("kubernetes", "").startswith("37."):
+        problems.append(
+            f"kubernetes must be pinned to 37.x (pyproject: >=37,<38), got {pins.get('kubernetes')!r}"
+        )
+    if not pins.get("pyyaml", "").startswith("6."):
+        problems.append(f"PyYAML must be pinned to 6.x (pyproject: >=6,<7), got {pins.get('pyyaml')!r}")
+    return problems
+
+
+def test_requirements_are_exact_pins() -> None:
+    assert requirements_problems((ROOT / "requirements.txt").read_text()) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("\nkubernetes==37.0.2\n", "\nkubernetes>=37\n"), ("\nkubernetes==37.0.2\n", "\nkubernetes==36.0.3\n")],
+)
+def test_requirements_check_catches_a_broken_copy(old: str, new: str) -> None:
+    assert requirements_problems(replace_once((ROOT / "requirements.txt").read_text(), old, new)) != []
+
+
 # --------------------------------------------------------------------------------------------------------
 # action.yml
 
