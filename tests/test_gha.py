@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -99,7 +101,7 @@ def parse_output_file(text: str) -> dict[str, str]:
     return result
 
 
-def run(fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+def run(fn: Callable[..., None], *args: object, **kwargs: object) -> str:
     stream = io.StringIO()
     fn(*args, stream=stream, **kwargs)
     return stream.getvalue()
@@ -138,7 +140,7 @@ def test_is_actions() -> None:
 
 # --- outputs ---------------------------------------------------------------------------------------
 
-def test_set_output_appends_heredoc_with_random_delimiter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_set_output_appends_heredoc_with_random_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "out"
     path.write_text("existing=1\n")
     env = {"GITHUB_OUTPUT": str(path)}
@@ -171,7 +173,7 @@ def test_set_output_without_github_output_only_logs_debug() -> None:
     assert "set-output" not in out
 
 
-def test_append_summary(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_append_summary(tmp_path: Path) -> None:
     path = tmp_path / "summary.md"
     gha.append_summary("# one", {"GITHUB_STEP_SUMMARY": str(path)})
     gha.append_summary("two\n", {"GITHUB_STEP_SUMMARY": str(path)})
