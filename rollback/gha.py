@@ -150,7 +150,8 @@ def escape_log(text: str) -> str:
     - prefixes every line that would start with ``::`` with a backslash (``\\::error::x``);
     - writes ``##[`` as ``##\\[``.
 
-    The text stays readable and the change is visible; it is not meant to be reversed.
+    The text stays readable and the change is visible; it is not meant to be reversed. Escaping twice
+    gives the same result as once. Annotation and group messages need no call: their data is escaped.
     """
     text = text.replace("\r\n", "\n")
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

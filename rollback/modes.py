@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rollback.history import History
+from rollback.history import History, NoPreviousRevision, resolve
 from rollback.versions import VersionChange, compare, version_change
 
 DecisionMode = Literal["deploy", "redeploy", "rollback"]
@@ -76,13 +76,17 @@ def calculate(release: str, history: History, ledger: LedgerFacts | None = None)
     ``rolled_back_from`` names the release a rollback leaves, the one to block: the failed attempt A when
     *returning* (rows 1 and 4; in row 1 the live release is the good one and must not be blocked), otherwise
     the live release.
+
+    An empty ``release`` means the previous revision (``kubectl rollout undo`` without ``--to-revision``): a
+    rollback to the second-highest revision; with fewer than two revisions, a rollback decision without a
+    target whose reason says so (``history.resolve`` raises ``NoPreviousRevision`` for it).
     """
-    if not release:
-        raise ValueError("calculate() needs a release; an empty release means 'previous revision' (rollback)")
     workload = str(history.workload)
     live_revision = history.revision(history.live)
     live_revision_release = live_revision.release if live_revision else None
     baseline = history.live_release or live_revision_release or (ledger.last_successful if ledger else None)
+    if not release:
+        return _previous_revision(history, baseline)
     warnings: list[str] = []
 
     facts = ledger if ledger is not None and ledger.last_successful is not None else None
@@ -148,6 +152,19 @@ def calculate(release: str, history: History, ledger: LedgerFacts | None = None)
     rolled_back_from = (attempted if returning else baseline) if mode == "rollback" else None
     return Decision(mode, version_change(baseline, release), baseline, tuple(warnings), reason, target,
                     rolled_back_from)
+
+
+def _previous_revision(history: History, baseline: str | None) -> Decision:
+    """An empty release: roll back to the previous revision, like ``kubectl rollout undo``."""
+    try:
+        resolution = resolve(history, "")
+    except NoPreviousRevision as err:
+        return Decision("rollback", "none", baseline, (), str(err), None, baseline)
+    target = resolution.target
+    reason = (f"no release given: rolling {history.workload} back to the previous revision {target.number} "
+              f"(release {target.release or '<none>'})")
+    return Decision("rollback", version_change(baseline, target.release), baseline, (), reason, target.number,
+                    baseline)
 
 
 def run_on_flags(mode: str | None) -> dict[str, str]:

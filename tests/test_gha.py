@@ -273,6 +273,12 @@ def test_escape_log_never_yields_a_command(text: str) -> None:
         assert "##[" not in line
 
 
+@given(st.text())
+def test_escape_log_is_idempotent(text: str) -> None:
+    once = gha.escape_log(text)
+    assert gha.escape_log(once) == once
+
+
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1))
 def test_escape_log_leaves_single_lines_without_markers_alone(text: str) -> None:
     if not text.lstrip().startswith("::") and "##[" not in text:

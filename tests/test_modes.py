@@ -113,9 +113,15 @@ def test_no_change_cause_on_live() -> None:
     assert decision.version_change == "none"
 
 
-def test_empty_release_is_refused() -> None:
-    with pytest.raises(ValueError, match="needs a release"):
-        calculate("", EMPTY)
+def test_empty_release_means_previous_revision() -> None:
+    decision = calculate("", cluster("1.0.0", "1.1.0", "1.2.0"))
+    assert (decision.mode, decision.target_revision, decision.version_change) == ("rollback", 2, "minor")
+    assert decision.previous_release == decision.rolled_back_from == "1.2.0"
+    assert "previous revision 2 (release 1.1.0)" in decision.reason
+    for history in (EMPTY, cluster("1.0.0")):
+        decision = calculate("", history)
+        assert decision.mode == "rollback" and decision.target_revision is None
+        assert "no previous revision" in decision.reason
 
 
 # --- ledger rules: one test per row of the table -----------------------------------------------------------
