@@ -1,0 +1,195 @@
+"""Command line: ``python -m rollback`` (flags named like the action's inputs) and the container entrypoint.
+
+Exit codes: 0 success (including skipped and dry runs), 1 failed (bad input, refused, rollout failed),
+2 failed and restored: the rollout failed and the previous release was put back (``rollback-on-failure``
+or an automatic compensation), outputs say what state each workload ended in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from . import __version__, gha, manifests
+from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, secret_values
+from .report import RunReport
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_RESTORED = 2
+
+SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
+BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
+                  "allow-blocked", "insecure-skip-tls-verify", "ledger")
+REPEATABLE_INPUTS = ("deployment", "images", "manifests")
+
+
+def main_action(environ: Mapping[str, str] | None = None) -> int:
+    """Container entrypoint: inputs from ``INPUT_*`` variables, outputs to ``$GITHUB_OUTPUT``."""
+    env = dict(os.environ if environ is None else environ)
+    _mask_raw({name: gha.get_input(name, environ=env) for name in SECRET_INPUTS})
+    try:
+        inputs = from_env(env)
+    except InputError as err:
+        gha.error(str(err), title=f"Invalid input: {err.input_name}")
+        return EXIT_FAILED
+    return run(inputs, env)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if environ is None else environ)
+    args = _parser().parse_args(argv)
+    raw: dict[str, str] = {}
+    for name in INPUT_NAMES:
+        value = getattr(args, name.replace("-", "_"), None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = "\n".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        raw[name] = str(value)
+    if args.kubeconfig_file:
+        try:
+            with open(args.kubeconfig_file, encoding="utf-8") as handle:
+                raw["kubeconfig"] = handle.read()
+        except OSError as err:
+            print(f"error: --kubeconfig {args.kubeconfig_file}: {err.strerror}", file=sys.stderr)
+            return EXIT_FAILED
+    _mask_raw({name: raw.get(name, "") for name in SECRET_INPUTS})
+    try:
+        inputs = from_mapping(raw)
+    except InputError as err:
+        gha.error(str(err), title=f"Invalid input: {err.input_name}")
+        return EXIT_FAILED
+    return run(inputs, env)
+
+
+def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
+    """Connect, execute, and always write outputs and the summary."""
+    from .cluster import Api, ApiFailure, ClusterConfigError, Credentials, connect
+    from .report import outputs, summary_markdown
+    from .run import Context, RunError, execute
+    from .workloads import WorkloadError
+
+    for secret in secret_values(inputs):
+        gha.add_mask(secret)
+    started = time.monotonic()
+    report: RunReport | None = None
+    code = EXIT_OK
+    try:
+        with gha.group("Connecting to the cluster"):
+            connection = connect(Credentials(
+                kubeconfig=inputs.kubeconfig, context=inputs.context, server=inputs.server, token=inputs.token,
+                certificate_authority_data=inputs.certificate_authority_data,
+                insecure_skip_tls_verify=inputs.insecure_skip_tls_verify), environ)
+            gha.info(f"using {connection.source}: {connection.server}")
+        workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
+        ctx = Context(api=Api(connection.api_client), actor=environ.get("GITHUB_ACTOR", ""),
+                      manifest_loader=lambda given: manifests.load(given.manifests, workspace))
+        report = execute(inputs, ctx)
+    except ClusterConfigError as err:
+        gha.error(err.message, title=f"Invalid input: {err.input_name}")
+        return EXIT_FAILED
+    except RunError as err:
+        gha.error(gha.escape_log(err.message), title=f"Invalid input: {err.input_name}" if err.input_name else None)
+        report = _failed_report(inputs, err.message)
+        code = EXIT_FAILED
+    except WorkloadError as err:
+        gha.error(gha.escape_log(str(err)))
+        report = _failed_report(inputs, str(err))
+        code = EXIT_FAILED
+    except ApiFailure as err:
+        hint = _api_hint(err)
+        gha.error(gha.escape_log(f"the Kubernetes API answered {err.status} {err.reason}: {err.message}{hint}"))
+        report = _failed_report(inputs, err.message)
+        code = EXIT_FAILED
+    if report is not None:
+        if report.error and code == EXIT_OK:
+            gha.error(gha.escape_log(report.error))
+            code = EXIT_RESTORED if report.rolled_back or _all_compensated(report) else EXIT_FAILED
+        values = outputs(report)
+        for name, value in values.items():
+            gha.set_output(name, value, environ=environ)
+        gha.append_summary(summary_markdown(report), environ=environ)
+        if not gha.is_actions(environ):
+            _print_outputs(values)
+    gha.debug(f"finished in {time.monotonic() - started:.2f}s with exit code {code}")
+    return code
+
+
+def _failed_report(inputs: Inputs, message: str) -> RunReport:
+    return RunReport(mode=inputs.mode, decision=None, results=(), reason=inputs.reason, dry_run=inputs.dry_run,
+                     rolled_back=False, failed_release=None, blocked_release=None, blocked=False,
+                     last_successful_release=None, last_attempted_release=None, error=message,
+                     release=inputs.release)
+
+
+def _all_compensated(report: object) -> bool:
+    results = getattr(report, "results", ())
+    changed = [r for r in results if r.action in ("compensated", "failed")]
+    return bool(changed) and all(r.action == "compensated" for r in changed)
+
+
+def _api_hint(err: object) -> str:
+    status = getattr(err, "status", 0)
+    if status == 401:
+        return " (the credentials were rejected: check the kubeconfig or token input)"
+    if status == 403:
+        return " (the credentials lack a permission: see the README's RBAC section for the Role this needs)"
+    return ""
+
+
+def _mask_raw(values: Mapping[str, str]) -> None:
+    """Mask secrets before anything else is printed. A multi-line kubeconfig is masked by its credential
+    values after parsing (``secret_values``); masking its every line would hide lines like ``kind: Config``."""
+    for name, value in values.items():
+        value = value.strip()
+        if value and (name != "kubeconfig" or "\n" not in value):
+            gha.add_mask(value)
+
+
+def _print_outputs(values: Mapping[str, str]) -> None:
+    print("\nOutputs:")
+    for name, value in values.items():
+        print(f"  {name}={gha.escape_log(value)}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rollback",
+        description="Deploy, roll back and calculate the deployment mode of Kubernetes workloads by release "
+                    "(the kubernetes.io/change-cause annotation). Flags are the action's inputs.",
+        epilog="Exit codes: 0 success (also skipped and dry runs), 1 failed, 2 failed and the previous release "
+               "was restored. Credentials: --kubeconfig FILE, else KUBECONFIG, else in-cluster, else "
+               "~/.kube/config; or --server with --token.",
+    )
+    parser.add_argument("--version", action="version", version=f"kube-release-rollback {__version__}")
+    parser.add_argument("--release", help="release identifier (version, tag or SHA); rollback: empty = previous")
+    parser.add_argument("--namespace", help="namespace (default: default)")
+    parser.add_argument("--deployment", action="append", metavar="[KIND/]NAME",
+                        help="workload, repeatable: NAME, deployment/NAME, statefulset/NAME, daemonset/NAME")
+    parser.add_argument("--mode", choices=("auto", "calculate", "deploy", "rollback", "history", "unblock"),
+                        help="what to do (default: auto)")
+    parser.add_argument("--images", action="append", metavar="CONTAINER=IMAGE", help="deploy: image, repeatable")
+    parser.add_argument("--manifests", action="append", metavar="GLOB", help="deploy: manifest files, repeatable")
+    parser.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="FILE", help="kubeconfig file to use")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--server", help="API server URL (with --token)")
+    parser.add_argument("--token", help="bearer token (with --server)")
+    parser.add_argument("--certificate-authority-data", help="base64 PEM CA for --server")
+    parser.add_argument("--timeout", help="Go-style duration bounding the whole run (default 5m)")
+    parser.add_argument("--reason", help="why: recorded with a rollback")
+    parser.add_argument("--github-token", help="token to mark blocked GitHub Releases")
+    for name in BOOLEAN_INPUTS:
+        dest = name.replace("-", "_")
+        parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None)
+        parser.add_argument(f"--no-{name}", dest=dest, action="store_false")
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

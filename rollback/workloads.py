@@ -1,0 +1,515 @@
+"""Workload kinds: one small class per kind behind one interface, like kubectl's Rollbacker/HistoryViewer.
+
+Every class reads the workload and its history (ReplicaSets for Deployments, ControllerRevisions for
+StatefulSets and DaemonSets), undoes to a revision exactly as ``kubectl rollout undo --to-revision`` would
+(plus an optimistic-concurrency guard kubectl lacks), changes images with the change-cause in the same write,
+and judges rollout progress with the rules of ``kubectl rollout status``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .cluster import Api, ApiFailure
+from .history import History, Revision
+from .inputs import ImageSpec, WorkloadRef
+
+Obj = dict[str, Any]
+
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+HASH_LABEL = "pod-template-hash"
+REVISION_HASH_LABEL = "controller-revision-hash"
+FIELD_MANAGER = "kube-release-rollback"
+ANNOTATION_PREFIX = "kube-release-rollback.io/"
+# Annotations kubectl's undo keeps from the Deployment instead of taking them from the ReplicaSet.
+UNDO_SKIPPED_ANNOTATIONS = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+)
+
+
+class WorkloadError(Exception):
+    """A problem with one workload the user can act on; the message says what to do."""
+
+
+class NotFound(WorkloadError):
+    pass
+
+
+class Paused(WorkloadError):
+    pass
+
+
+class Conflict(WorkloadError):
+    """Someone else changed the workload between our read and our write."""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    done: bool
+    failed: bool
+    message: str
+
+
+# -- pure helpers ----------------------------------------------------------------------------------------------
+
+
+def prune_empty(value: Any) -> Any:
+    """Drop None, empty maps and empty lists recursively (Go's zero values: ``creationTimestamp: null``,
+    ``resources: {}``), so two templates compare the way the API machinery's semantic equality would."""
+    if isinstance(value, dict):
+        pruned = {k: prune_empty(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [prune_empty(v) for v in value]
+    return value
+
+
+def without_hash(template: Mapping[str, Any], label: str = HASH_LABEL) -> Obj:
+    clean = copy.deepcopy(dict(template))
+    labels = clean.get("metadata", {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(label, None)
+    return clean
+
+
+def same_template(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return bool(prune_empty(without_hash(a)) == prune_empty(without_hash(b)))
+
+
+def images_of(template: Mapping[str, Any]) -> tuple[str, ...]:
+    spec = template.get("spec") or {}
+    pairs = [f"{c.get('name')}={c.get('image')}" for c in spec.get("containers") or []]
+    pairs += [f"{c.get('name')}={c.get('image')}" for c in spec.get("initContainers") or []]
+    return tuple(pairs)
+
+
+def selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A ``LabelSelector`` as the query-string form (matchLabels and matchExpressions)."""
+    if not selector:
+        return ""
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            terms.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            terms.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            terms.append(str(key))
+        elif op == "DoesNotExist":
+            terms.append(f"!{key}")
+    return ",".join(terms)
+
+
+def controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == owner_uid for ref in refs)
+
+
+def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def release_of(obj: Mapping[str, Any]) -> str | None:
+    return annotations_of(obj).get(CHANGE_CAUSE)
+
+
+def undo_annotations(workload: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, str]:
+    """The annotations ``kubectl rollout undo`` writes on a Deployment: the skipped keys from the Deployment,
+    everything else from the target ReplicaSet."""
+    current = annotations_of(workload)
+    result = {k: current[k] for k in UNDO_SKIPPED_ANNOTATIONS if k in current}
+    for key, value in annotations_of(source).items():
+        if key not in UNDO_SKIPPED_ANNOTATIONS:
+            result[key] = value
+    return result
+
+
+def image_patch(template: Mapping[str, Any], images: Sequence[ImageSpec]) -> Obj:
+    """Strategic-merge patch of the pod spec setting images by container name, like ``kubectl set image``."""
+    spec = template.get("spec") or {}
+    names = {c.get("name") for c in spec.get("containers") or []}
+    init_names = {c.get("name") for c in spec.get("initContainers") or []}
+    containers: list[Obj] = []
+    init_containers: list[Obj] = []
+    for item in images:
+        if item.container not in names and item.container not in init_names:
+            known = ", ".join(sorted(str(n) for n in names | init_names)) or "none"
+            raise WorkloadError(f"images: there is no container named {item.container!r}; containers are: {known}")
+        if item.container in names:
+            containers.append({"name": item.container, "image": item.image})
+        if item.container in init_names:
+            init_containers.append({"name": item.container, "image": item.image})
+    patch: Obj = {}
+    if containers:
+        patch["containers"] = containers
+    if init_containers:
+        patch["initContainers"] = init_containers
+    return {"spec": patch}
+
+
+def pruned_deployment_revisions(replica_sets: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
+    """Revision numbers below the newest that no ReplicaSet holds now or held before a renumbering."""
+    seen: set[int] = set()
+    for rs in replica_sets:
+        notes = annotations_of(rs)
+        for text in [notes.get(REVISION, "")] + notes.get(REVISION_HISTORY, "").split(","):
+            if text.strip().isdigit():
+                seen.add(int(text))
+    if not seen:
+        return ()
+    return tuple(n for n in range(1, max(seen)) if n not in seen)
+
+
+# -- the kinds -------------------------------------------------------------------------------------------------
+
+
+class Workload:
+    """One workload in one namespace. Subclasses supply the kind-specific calls and rules."""
+
+    kind: ClassVar[str]
+    history_source: ClassVar[str]
+
+    def __init__(self, api: Api, namespace: str, name: str):
+        self.api = api
+        self.namespace = namespace
+        self.name = name
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return WorkloadRef(self.kind, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+    # reading
+
+    def read(self) -> Obj:
+        try:
+            return self._read()
+        except ApiFailure as err:
+            if err.is_not_found:
+                raise NotFound(f"{self} not found in namespace {self.namespace!r}: check the deployment and "
+                               f"namespace inputs") from None
+            raise
+
+    def history(self, obj: Obj) -> History:
+        raise NotImplementedError
+
+    def observed(self, obj: Obj) -> bool:
+        """Has the controller seen the latest spec?"""
+        status = obj.get("status") or {}
+        return int(status.get("observedGeneration") or 0) >= int(obj["metadata"].get("generation") or 0)
+
+    def rollout_state(self, obj: Obj) -> RolloutState:
+        raise NotImplementedError
+
+    def check_changeable(self, obj: Obj) -> None:
+        """Raise if the workload cannot be changed right now (e.g. a paused Deployment)."""
+
+    # writing
+
+    def undo(self, obj: Obj, target: Revision, extra: Mapping[str, str | None], dry_run: bool) -> Obj:
+        raise NotImplementedError
+
+    def set_images(self, obj: Obj, images: Sequence[ImageSpec], annotations: Mapping[str, str | None],
+                   dry_run: bool) -> Obj:
+        """Change images and annotations in one strategic-merge patch, guarded by the read resourceVersion."""
+        template = obj["spec"]["template"]
+        body = {
+            "metadata": {"annotations": dict(annotations), "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"template": image_patch(template, images)},
+        }
+        return self._patch(body, "application/strategic-merge-patch+json", dry_run)
+
+    def annotate(self, obj: Obj, annotations: Mapping[str, str | None], dry_run: bool) -> Obj:
+        body = {"metadata": {"annotations": dict(annotations),
+                             "resourceVersion": obj["metadata"]["resourceVersion"]}}
+        return self._patch(body, "application/merge-patch+json", dry_run)
+
+    def apply(self, manifest: Obj, dry_run: bool) -> Obj:
+        """Server-side apply of a full manifest for this workload (field manager of our own, forced)."""
+        return self._call_write(self._apply_method(), self.name, self.namespace, manifest,
+                                field_manager=FIELD_MANAGER, force=True,
+                                _content_type="application/apply-patch+yaml", dry_run="All" if dry_run else None)
+
+    # plumbing
+
+    def _patch(self, body: Any, content_type: str, dry_run: bool) -> Obj:
+        return self._call_write(self._patch_method(), self.name, self.namespace, body,
+                                field_manager=FIELD_MANAGER, _content_type=content_type,
+                                dry_run="All" if dry_run else None)
+
+    def _call_write(self, method: Any, *args: Any, **kwargs: Any) -> Obj:
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            return self.api.call(method, *args, **kwargs)
+        except ApiFailure as err:
+            if err.status == 409 or (err.status == 422 and "test" in err.message.lower()):
+                raise Conflict(f"{self} was changed by someone else while we were changing it") from None
+            if err.status == 404:
+                raise NotFound(f"{self} disappeared from namespace {self.namespace!r}") from None
+            raise
+
+    def _read(self) -> Obj:
+        raise NotImplementedError
+
+    def _patch_method(self) -> Any:
+        raise NotImplementedError
+
+    def _apply_method(self) -> Any:
+        return self._patch_method()
+
+    def _owned(self, obj: Obj, items: Iterable[Obj]) -> list[Obj]:
+        uid = obj["metadata"]["uid"]
+        return [item for item in items if controlled_by(item, uid)]
+
+
+class Deployment(Workload):
+    kind = "Deployment"
+    history_source = "ReplicaSet"
+
+    def _read(self) -> Obj:
+        return self.api.call(self.api.apps.read_namespaced_deployment, self.name, self.namespace)
+
+    def _patch_method(self) -> Any:
+        return self.api.apps.patch_namespaced_deployment
+
+    def replica_sets(self, obj: Obj) -> list[Obj]:
+        listed = self.api.call(self.api.apps.list_namespaced_replica_set, self.namespace,
+                               label_selector=selector_string(obj["spec"].get("selector")))
+        return self._owned(obj, listed.get("items") or [])
+
+    def history(self, obj: Obj) -> History:
+        replica_sets = self.replica_sets(obj)
+        revisions = []
+        live = None
+        for rs in replica_sets:
+            text = annotations_of(rs).get(REVISION, "")
+            if not text.isdigit():
+                continue  # kubectl skips revisions it cannot parse
+            template = without_hash(rs["spec"]["template"])
+            revision = Revision(
+                number=int(text), release=release_of(rs), images=images_of(template),
+                created=rs["metadata"].get("creationTimestamp", ""), source=rs["metadata"]["name"],
+                template=template, annotations=annotations_of(rs),
+            )
+            revisions.append(revision)
+            if same_template(template, obj["spec"]["template"]):
+                live = revision.number if live is None else max(live, revision.number)
+        revisions.sort(key=lambda r: r.number)
+        return History(workload=self.ref, revisions=tuple(revisions), live=live, live_release=release_of(obj),
+                       pruned=pruned_deployment_revisions(replica_sets),
+                       history_limit=obj["spec"].get("revisionHistoryLimit"))
+
+    def check_changeable(self, obj: Obj) -> None:
+        if obj["spec"].get("paused"):
+            raise Paused(f"{self} is paused: you cannot roll back or deploy a paused deployment; resume it first "
+                         f"with 'kubectl rollout resume {self} -n {self.namespace}' and try again")
+
+    def undo(self, obj: Obj, target: Revision, extra: Mapping[str, str | None], dry_run: bool) -> Obj:
+        self.check_changeable(obj)
+        annotations = undo_annotations(obj, {"metadata": {"annotations": dict(target.annotations)}})
+        for key, value in extra.items():
+            if value is None:
+                annotations.pop(key, None)
+            else:
+                annotations[key] = value
+        body = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": obj["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/spec/template", "value": without_hash(target.template)},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
+        return self._patch(body, "application/json-patch+json", dry_run)
+
+    def rollout_state(self, obj: Obj) -> RolloutState:
+        name, spec, status = self.name, obj.get("spec") or {}, obj.get("status") or {}
+        if not self.observed(obj):
+            return RolloutState(False, False, "Waiting for deployment spec update to be observed...")
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+                return RolloutState(False, True, f'deployment "{name}" exceeded its progress deadline')
+        replicas = int(spec.get("replicas", 1))
+        updated = int(status.get("updatedReplicas") or 0)
+        total = int(status.get("replicas") or 0)
+        available = int(status.get("availableReplicas") or 0)
+        waiting = f'Waiting for deployment "{name}" rollout to finish: '
+        if updated < replicas:
+            return RolloutState(False, False, f"{waiting}{updated} out of {replicas} new replicas have been "
+                                              f"updated...")
+        if total > updated:
+            return RolloutState(False, False, f"{waiting}{total - updated} old replicas are pending termination...")
+        if available < updated:
+            return RolloutState(False, False, f"{waiting}{available} of {updated} updated replicas are "
+                                              f"available...")
+        return RolloutState(True, False, f'deployment "{name}" successfully rolled out')
+
+
+class _RevisionedWorkload(Workload):
+    """StatefulSets and DaemonSets keep their history in ControllerRevisions."""
+
+    history_source = "ControllerRevision"
+
+    def controller_revisions(self, obj: Obj) -> list[Obj]:
+        listed = self.api.call(self.api.apps.list_namespaced_controller_revision, self.namespace,
+                               label_selector=selector_string(obj["spec"].get("selector")))
+        return self._owned(obj, listed.get("items") or [])
+
+    @staticmethod
+    def template_of(revision: Mapping[str, Any]) -> Obj:
+        template = copy.deepcopy(((revision.get("data") or {}).get("spec") or {}).get("template") or {})
+        template.pop("$patch", None)
+        return template
+
+    def history(self, obj: Obj) -> History:
+        revisions = []
+        live = None
+        for cr in self.controller_revisions(obj):
+            template = self.template_of(cr)
+            revision = Revision(
+                number=int(cr.get("revision") or 0), release=release_of(cr), images=images_of(template),
+                created=cr["metadata"].get("creationTimestamp", ""), source=cr["metadata"]["name"],
+                template=template, annotations=annotations_of(cr),
+            )
+            revisions.append(revision)
+            if same_template(template, obj["spec"]["template"]):
+                live = revision.number if live is None else max(live, revision.number)
+        revisions.sort(key=lambda r: r.number)
+        numbers = [r.number for r in revisions]
+        pruned = tuple(n for n in range(1, numbers[0])) if numbers else ()
+        return History(workload=self.ref, revisions=tuple(revisions), live=live, live_release=release_of(obj),
+                       pruned=pruned, history_limit=obj["spec"].get("revisionHistoryLimit"))
+
+    def undo(self, obj: Obj, target: Revision, extra: Mapping[str, str | None], dry_run: bool) -> Obj:
+        """kubectl sends the revision's data as a strategic-merge patch (template with ``$patch: replace``).
+        We add, in the same write, the target's change-cause on the workload (kubectl leaves the workload's
+        annotation on the bad release) and a resourceVersion precondition."""
+        template = copy.deepcopy(dict(target.template))
+        template["$patch"] = "replace"
+        annotations: dict[str, str | None] = {CHANGE_CAUSE: target.release}
+        annotations.update(extra)
+        body = {
+            "metadata": {"annotations": annotations, "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"template": template},
+        }
+        return self._patch(body, "application/strategic-merge-patch+json", dry_run)
+
+    def _rolling_update_required(self, obj: Obj, strategy_key: str) -> RolloutState | None:
+        strategy = (obj.get("spec") or {}).get(strategy_key) or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return RolloutState(False, True, "rollout status is only available for RollingUpdate strategy type")
+        return None
+
+
+class StatefulSet(_RevisionedWorkload):
+    kind = "StatefulSet"
+
+    def _read(self) -> Obj:
+        return self.api.call(self.api.apps.read_namespaced_stateful_set, self.name, self.namespace)
+
+    def _patch_method(self) -> Any:
+        return self.api.apps.patch_namespaced_stateful_set
+
+    def rollout_state(self, obj: Obj) -> RolloutState:
+        unsupported = self._rolling_update_required(obj, "updateStrategy")
+        if unsupported:
+            return unsupported
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if not status.get("observedGeneration") or not self.observed(obj):
+            return RolloutState(False, False, "Waiting for statefulset spec update to be observed...")
+        replicas = int(spec.get("replicas", 1))
+        ready = int(status.get("readyReplicas") or 0)
+        if ready < replicas:
+            return RolloutState(False, False, f"Waiting for {replicas - ready} pods to be ready...")
+        partition = int(((spec.get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+        if partition > 0:
+            if updated < replicas - partition:
+                return RolloutState(False, False, f"Waiting for partitioned roll out to finish: {updated} out of "
+                                                  f"{replicas - partition} new pods have been updated...")
+            return RolloutState(True, False, f"partitioned roll out complete: {updated} new pods have been "
+                                             f"updated...")
+        if status.get("updateRevision") != status.get("currentRevision"):
+            return RolloutState(False, False, f"waiting for statefulset rolling update to complete {updated} pods "
+                                              f"at revision {status.get('updateRevision')}...")
+        return RolloutState(True, False, f"statefulset rolling update complete {status.get('currentReplicas', 0)} "
+                                         f"pods at revision {status.get('currentRevision')}...")
+
+    def pods(self, obj: Obj) -> list[Obj]:
+        listed = self.api.call(self.api.core.list_namespaced_pod, self.namespace,
+                               label_selector=selector_string(obj["spec"].get("selector")))
+        return self._owned(obj, listed.get("items") or [])
+
+    def stuck_pods(self, obj: Obj, bad_revision_hash: str) -> list[Obj]:
+        """Pods still on ``bad_revision_hash`` that are not Ready: OrderedReady waits on them forever."""
+        stuck = []
+        for pod in self.pods(obj):
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(REVISION_HASH_LABEL) != bad_revision_hash:
+                continue
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            if not ready:
+                stuck.append(pod)
+        return stuck
+
+    def delete_pod(self, name: str) -> None:
+        try:
+            self.api.call(self.api.core.delete_namespaced_pod, name, self.namespace)
+        except ApiFailure as err:
+            if not err.is_not_found:
+                raise
+
+
+class DaemonSet(_RevisionedWorkload):
+    kind = "DaemonSet"
+
+    def _read(self) -> Obj:
+        return self.api.call(self.api.apps.read_namespaced_daemon_set, self.name, self.namespace)
+
+    def _patch_method(self) -> Any:
+        return self.api.apps.patch_namespaced_daemon_set
+
+    def rollout_state(self, obj: Obj) -> RolloutState:
+        unsupported = self._rolling_update_required(obj, "updateStrategy")
+        if unsupported:
+            return unsupported
+        status = obj.get("status") or {}
+        if not self.observed(obj):
+            return RolloutState(False, False, "Waiting for daemon set spec update to be observed...")
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        available = int(status.get("numberAvailable") or 0)
+        waiting = f'Waiting for daemon set "{self.name}" rollout to finish: '
+        if updated < desired:
+            return RolloutState(False, False, f"{waiting}{updated} out of {desired} new pods have been updated...")
+        if available < desired:
+            return RolloutState(False, False, f"{waiting}{available} of {desired} updated pods are available...")
+        return RolloutState(True, False, f'daemon set "{self.name}" successfully rolled out')
+
+
+KINDS: dict[str, type[Workload]] = {cls.kind: cls for cls in (Deployment, StatefulSet, DaemonSet)}
+
+
+def workload_for(api: Api, namespace: str, ref: WorkloadRef) -> Workload:
+    try:
+        cls = KINDS[ref.kind]
+    except KeyError:
+        raise WorkloadError(f"no rollback has been implemented for kind {ref.kind!r}; supported kinds: "
+                            f"{', '.join(KINDS)}") from None
+    return cls(api, namespace, ref.name)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
