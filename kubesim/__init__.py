@@ -128,11 +128,13 @@ def _make_tls(directory: str) -> tuple[ssl.SSLContext, bytes, str]:
 
 @contextlib.contextmanager
 def serve(port: int = 0, knobs: Knobs | None = None, time_scale: float = 1.0,
-          kubeconfig_path: str | None = None, tls: bool = False, token: str | None = None) -> Iterator[Sim]:
+          kubeconfig_path: str | None = None, tls: bool = False, token: str | None = None,
+          run_controllers: bool = True) -> Iterator[Sim]:
     """Run a kubesim API server (and its controllers) on 127.0.0.1 for the duration of the ``with`` block.
 
     ``kubeconfig_path``: where to write the kubeconfig (default: a temporary file removed afterwards).
     ``token``: a bearer token to put in the kubeconfig (for the RBAC knob).
+    ``run_controllers``: False serves the bare API (no ReplicaSets, pods or status appear by themselves).
     """
     knobs = knobs or Knobs()
     clock = Clock(time_scale)
@@ -142,7 +144,7 @@ def serve(port: int = 0, knobs: Knobs | None = None, time_scale: float = 1.0,
         from . import defaults  # local import keeps the package import light
         defaults.apply_defaults(NAMESPACES, namespace)
         store.create(NAMESPACES, None, namespace)
-    manager_class = _controller_manager_class()
+    manager_class = _controller_manager_class() if run_controllers else None
     controllers = manager_class(store, knobs, clock) if manager_class is not None else None
     api = Api(store, knobs, clock, controllers)
     with tempfile.TemporaryDirectory(prefix="kubesim-") as workdir:

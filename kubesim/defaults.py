@@ -161,8 +161,7 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
                     rolling = strategy["rollingUpdate"] = {}
                 rolling.setdefault("maxUnavailable", 1)
                 rolling.setdefault("maxSurge", 0)
-        if rt.has_status() and not isinstance(obj.get("status"), dict):
-            obj["status"] = {}
+        obj["status"] = zero_status(rt, obj.get("status") if isinstance(obj.get("status"), dict) else None)
         return obj
     if rt is PODS:
         spec = obj.get("spec")
@@ -187,6 +186,23 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
         obj.setdefault("type", "Normal")
         return obj
     return obj
+
+
+#: status fields a real API server always serialises (non-omitempty ints), per kind; the Python client's models
+#: require them
+ZERO_STATUS: dict[str, dict[str, int]] = {
+    "ReplicaSet": {"replicas": 0},
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                  "numberReady": 0},
+}
+
+
+def zero_status(rt: ResourceType, status: Obj | None = None) -> Obj:
+    """``status`` with the always-present fields of ``rt`` filled in with zeros."""
+    result = dict(ZERO_STATUS.get(rt.kind, {}))
+    result.update(status or {})
+    return result
 
 
 # -- validation ------------------------------------------------------------------------------------------

@@ -1037,8 +1037,7 @@ class Api:
         dry_run = req.dry_run
         gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run)
         self.after_write(dry_run)
-        if rt is NAMESPACES:
-            gone.setdefault("status", {})["phase"] = "Terminating"
+        if rt is PODS:  # pods answer with the deleted object (the Python client expects a V1Pod)
             return 200, gone, "application/json"
         details: Obj = {"name": name, "kind": rt.plural, "uid": gone["metadata"].get("uid")}
         if rt.group:

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import errors
 from .clock import Clock
+from .defaults import zero_status
 from .resources import NAMESPACES, RESOURCES, ResourceType
 
 Obj = dict[str, Any]
@@ -128,7 +129,7 @@ class Store:
             if rt is NAMESPACES:
                 obj["status"] = {"phase": "Active"}
             elif rt.has_status() and rt.group == "apps":
-                obj["status"] = {}  # the API server ignores status on create; controllers fill it
+                obj["status"] = zero_status(rt)  # the API server ignores status on create; controllers fill it
             if dry_run:
                 meta["resourceVersion"] = str(self._rv)
                 return obj
@@ -158,7 +159,7 @@ class Store:
             old_meta = old["metadata"]
             if subresource == "status":
                 merged = copy.deepcopy(old)
-                merged["status"] = new.get("status", {})
+                merged["status"] = zero_status(rt, new.get("status"))
                 new = merged
                 new_meta = new["metadata"]
             else:
