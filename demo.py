@@ -36,7 +36,7 @@ def banner(text: str) -> None:
     print(f"\n\033[1m=== {text} ===\033[0m", flush=True)
 
 
-def step(title: str, workdir: str, env: dict[str, str], *args: str) -> dict[str, str]:
+def step(title: str, workdir: str, env: dict[str, str], *args: str, expect: int = 0) -> dict[str, str]:
     banner(title)
     print("$ python -m rollback " + " ".join(args), flush=True)
     output = os.path.join(workdir, "output.txt")
@@ -46,8 +46,8 @@ def step(title: str, workdir: str, env: dict[str, str], *args: str) -> dict[str,
     step_env = dict(env, GITHUB_OUTPUT=output, GITHUB_STEP_SUMMARY=summary)
     code = main(list(args), environ=step_env)
     print(f"(exit code {code})")
-    if code != 0:
-        raise SystemExit(f"demo step failed: {title}")
+    if code != expect:
+        raise SystemExit(f"demo step {title!r} exited {code}, expected {expect}")
     with open(summary, encoding="utf-8") as handle:
         markdown = handle.read()
     with open(output, encoding="utf-8") as handle:
@@ -55,7 +55,7 @@ def step(title: str, workdir: str, env: dict[str, str], *args: str) -> dict[str,
 
 
 def main_demo() -> int:
-    with tempfile.TemporaryDirectory() as workdir, serve(time_scale=4.0) as sim:
+    with tempfile.TemporaryDirectory() as workdir, serve() as sim:
         print(f"kubesim (a simulated Kubernetes API server) is listening on {sim.url}")
         sim.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         sim.apply(WEB)
@@ -71,6 +71,8 @@ def main_demo() -> int:
                     "--reason", "1.2.0 returns 500 on checkout", *common)
         banner("job summary of the rollback ($GITHUB_STEP_SUMMARY)")
         print(last["summary"])
+        step("auto-deploy 1.2.0 again: refused, the rollback blocked it", workdir, env, "--mode", "auto",
+             "--release", "1.2.0", "--images", "web=ghcr.io/example/web:1.2.0", *common, expect=1)
         if shutil.which("kubectl"):
             banner("kubectl rollout history deployment/web (real kubectl against kubesim)")
             subprocess.run(["kubectl", "--kubeconfig", sim.kubeconfig, "-n", NAMESPACE, "rollout", "history",

@@ -12,10 +12,14 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__, gha, manifests
 from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, secret_values
 from .report import RunReport
+
+if TYPE_CHECKING:
+    from .github_releases import GitHubReleases
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,6 +75,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     """Connect, execute, and always write outputs and the summary."""
     from .cluster import Api, ApiFailure, ClusterConfigError, Credentials, connect
+    from .ledger import ConfigMapLedger, GitHubContext
     from .report import outputs, summary_markdown
     from .run import Context, RunError, execute
     from .workloads import WorkloadError
@@ -88,8 +93,12 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
                 insecure_skip_tls_verify=inputs.insecure_skip_tls_verify), environ)
             gha.info(f"using {connection.source}: {connection.server}")
         workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
-        ctx = Context(api=Api(connection.api_client), actor=environ.get("GITHUB_ACTOR", ""),
-                      manifest_loader=lambda given: manifests.load(given.manifests, workspace))
+        api = Api(connection.api_client)
+        ctx = Context(
+            api=api, github=GitHubContext.from_env(environ),
+            ledger=ConfigMapLedger(api.core, inputs.namespace) if inputs.ledger else None,
+            releases=_releases(inputs, environ),
+            manifest_loader=lambda given: manifests.load(given.manifests, workspace))
         report = execute(inputs, ctx)
     except ClusterConfigError as err:
         gha.error(err.message, title=f"Invalid input: {err.input_name}")
@@ -119,6 +128,18 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             _print_outputs(values)
     gha.debug(f"finished in {time.monotonic() - started:.2f}s with exit code {code}")
     return code
+
+
+def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | None:
+    """GitHub Releases of GITHUB_REPOSITORY (GITHUB_API_URL: GitHub Enterprise works), when a token is given."""
+    from .github_releases import GitHubReleases
+
+    if not inputs.github_token:
+        return None
+    if not environ.get("GITHUB_REPOSITORY"):
+        gha.notice("github-token is set but GITHUB_REPOSITORY is not: GitHub Releases are not checked or marked")
+        return None
+    return GitHubReleases.from_env(environ, inputs.github_token)
 
 
 def _failed_report(inputs: Inputs, message: str) -> RunReport:

@@ -90,6 +90,8 @@ class RunReport:
     error: str | None = None  # why the run failed, if it did
     warnings: tuple[str, ...] = ()  # run-level warnings, shown with the decision's
     release: str = ""  # the requested release (empty: the previous revision, for rollback)
+    ledger_entries: tuple[Mapping[str, Any], ...] = ()  # newest first, as ledger.Entry.to_json()
+    blocks: tuple[Mapping[str, Any], ...] = ()  # active blocks in the namespace, as ledger.Block.to_json()
 
     @property
     def applied_mode(self) -> str:
@@ -189,6 +191,17 @@ def history_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(["REVISION", "RELEASE", "IMAGES", "CREATED", "LIVE"], body)
 
 
+LEDGER_ROWS = 15  # ledger entries shown in the job summary
+
+
+def _link(url: object) -> str:
+    """A Markdown link for an http(s) URL from the ledger; anything else is shown escaped, not linked."""
+    text = _text(url)
+    if re.fullmatch(r"https?://[^\s()<>\[\]]+", text):
+        return f"[run]({text})"
+    return escape_markdown(text)
+
+
 def _status(report: RunReport) -> str:
     if report.blocked:
         return "⛔ refused: the release is blocked"
@@ -248,6 +261,20 @@ def summary_markdown(report: RunReport) -> str:
     if ledger:
         parts.append("**Release ledger:**\n" + "\n".join(f"- {label}: {escape_markdown(value)}"
                                                        for label, value in ledger))
+    if report.blocks:
+        parts.append("### Blocked releases\n\n" + markdown_table(
+            ["RELEASE", "NAMESPACE", "BLOCKED BY", "WHEN", "REASON", "RUN"],
+            ([_release_cell(b.get("release")), escape_markdown(b.get("namespace")),
+              escape_markdown(b.get("actor") or "?"), escape_markdown(b.get("time")),
+              escape_markdown(b.get("reason")), _link(b.get("run_url"))] for b in report.blocks)))
+    if report.ledger_entries:
+        shown = report.ledger_entries[:LEDGER_ROWS]
+        parts.append(f"### Release ledger (newest {len(shown)} of {len(report.ledger_entries)})\n\n" + markdown_table(
+            ["TIME", "WORKLOAD", "RELEASE", "MODE", "RESULT", "REVISION", "BY", "REASON", "RUN"],
+            ([escape_markdown(e.get("time")), escape_markdown(e.get("workload")), _release_cell(e.get("release")),
+              escape_markdown(e.get("mode")), escape_markdown(e.get("result")), escape_markdown(e.get("revision")),
+              escape_markdown(e.get("actor") or ""), escape_markdown(e.get("reason") or ""),
+              _link(e.get("run_url"))] for e in shown)))
     for result in report.results:
         if not result.history:
             continue

@@ -15,10 +15,24 @@ from typing import Any
 
 from . import gha
 from .cluster import Api, ApiFailure
+from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
 from .inputs import Inputs
+from .ledger import (
+    FAILED,
+    REFUSED,
+    ROLLED_BACK,
+    SUCCEEDED,
+    UNBLOCKED,
+    Block,
+    ConfigMapLedger,
+    Entry,
+    GitHubContext,
+    LedgerError,
+    LedgerState,
+)
 from .manifests import ManifestError, with_release
-from .modes import Decision, LedgerFacts, calculate
+from .modes import Decision, calculate
 from .report import Action, Rollout, RunReport, WorkloadResult
 from .rollout import RolloutOutcome, wait_for_rollout
 from .workloads import (
@@ -74,38 +88,47 @@ class Target:
 
 @dataclass(frozen=True)
 class Context:
-    """What the run needs from around it: the API, the clock, the actor, and how to log."""
+    """What the run needs from around it: the API, the clock, who is acting, the ledger and GitHub."""
 
     api: Api
-    actor: str = ""
+    github: GitHubContext = field(default_factory=GitHubContext)
     now: Callable[[], float] = time.monotonic
-    ledger_facts: Callable[[str], LedgerFacts | None] = lambda workload: None
+    ledger: ConfigMapLedger | None = None  # None: `ledger: false`
+    releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
 
 
 def execute(inputs: Inputs, ctx: Context) -> RunReport:
+    """Run the requested mode and record it in the ledger."""
+    if inputs.mode == "unblock":
+        return _unblock(inputs, ctx)
+    state = _load_ledger(inputs, ctx)
+    targets: list[Target] = []
+    report = _run(inputs, ctx, state, targets)
+    return _record(inputs, ctx, state, targets, report)
+
+
+def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target]) -> RunReport:
     deadline = ctx.now() + inputs.timeout
     manifests = _load_manifests(inputs, ctx)
-    targets = [_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads]
+    targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
-    decisions = [calculate(inputs.release, t.history, ctx.ledger_facts(str(t.workload))) for t in targets]
-    for target, decision in zip(targets, decisions, strict=True):
-        target.decision = decision
-        for warning in decision.warnings:
+    for target in targets:
+        facts = state.facts(str(target.workload)) if state is not None and state.entries else None
+        target.decision = calculate(inputs.release, target.history, facts)
+        for warning in target.decision.warnings:
             gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
     overall = _overall(targets)
     if mode == "calculate":
         return _report(inputs, targets, overall)
-    if mode == "auto":
-        plan = {str(t.workload): (t.decision.mode if t.decision else "deploy") for t in targets}
-    elif mode == "rollback":
-        plan = {str(t.workload): "rollback" for t in targets}
-    else:
-        plan = {str(t.workload): "deploy" for t in targets}
+    plan = {str(t.workload): _planned(inputs, t) for t in targets}
     rollbacks = [t for t in targets if plan[str(t.workload)] == "rollback"]
     deploys = [t for t in targets if plan[str(t.workload)] != "rollback"]
+    refusal = _refuse_blocked(inputs, ctx, state, targets, overall) if mode != "rollback" else None
+    if refusal is not None:
+        return refusal
     _prepare_rollbacks(inputs, rollbacks)
     for target in targets:
         if not target.skipped and target.obj:
@@ -126,19 +149,31 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     if inputs.dry_run or not inputs.wait:
         for target in targets:
             target.rollout = "not-waited" if target.changed else "n/a"
-        return _finish(inputs, ctx, targets, overall)
-    failed = _wait_all(inputs, ctx, changed, deadline)
+        return _finish(inputs, targets, overall)
+    failed = _wait_all(ctx, changed, deadline)
     if not failed:
-        return _finish(inputs, ctx, targets, overall)
+        return _finish(inputs, targets, overall)
+    message = _failure_message(failed)
     compensate = bool(rollbacks) or inputs.rollback_on_failure
     if not compensate:
-        return _finish(inputs, ctx, targets, overall, error=_failure_message(failed))
-    restored = _compensate(inputs, ctx, changed, ctx.now() + max(inputs.timeout, 60.0),
-                           why=f"{_failure_message(failed)}")
-    report = _finish(inputs, ctx, targets, decision, error=_failure_message(failed))
+        return _finish(inputs, targets, overall, error=message)
+    restored = _compensate(inputs, ctx, changed, ctx.now() + max(inputs.timeout, 60.0), why=message)
+    report = _finish(inputs, targets, overall, error=message)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True, failed_release=inputs.release)
     return report
+
+
+def _planned(inputs: Inputs, target: Target) -> str:
+    """What this run does to one workload: the requested mode, or for auto the calculated one."""
+    if inputs.mode == "rollback":
+        return "rollback"
+    if inputs.mode != "auto" or target.decision is None:
+        return "deploy"
+    decision = target.decision
+    if decision.mode == "rollback" and decision.target_revision is None and (inputs.images or inputs.manifests):
+        return "deploy"  # returning to a release whose revision is gone: deploy it again from images/manifests
+    return decision.mode
 
 
 # -- reading and deciding --------------------------------------------------------------------------------------
@@ -225,7 +260,7 @@ def _rollback_annotations(inputs: Inputs, ctx: Context, target: Target) -> dict[
     return {
         REASON_ANNOTATION: inputs.reason or None,
         FROM_ANNOTATION: target.history.live_release,
-        BY_ANNOTATION: ctx.actor or None,
+        BY_ANNOTATION: ctx.github.actor,
         AT_ANNOTATION: stamp,
     }
 
@@ -324,7 +359,7 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float) -> list[Target]:
+def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Target]:
     failed = []
     for target in changed:
         with gha.group(f"Waiting for {target.workload} to roll out"):
@@ -409,8 +444,8 @@ def _failure_message(failed: list[Target]) -> str:
 # -- reporting -------------------------------------------------------------------------------------------------
 
 
-def _finish(inputs: Inputs, ctx: Context, targets: list[Target], decision: Decision | None,
-            error: str | None = None) -> RunReport:
+def _finish(inputs: Inputs, targets: list[Target], decision: Decision | None, error: str | None = None
+            ) -> RunReport:
     for target in targets:
         if target.changed or target.action in ("compensated", "failed"):
             try:
@@ -451,3 +486,150 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         duplicates=target.duplicates, pruned=after.pruned,
     )
 
+
+
+# -- the ledger and blocks -------------------------------------------------------------------------------------
+
+
+def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
+    if ctx.ledger is None:
+        return None
+    try:
+        return ctx.ledger.load()
+    except LedgerError as err:
+        raise RunError(f"the release ledger could not be read: {err} (grant the permissions in the README's "
+                       f"RBAC section, or set ledger: false to run without it)", "ledger") from None
+
+
+def _refuse_blocked(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target],
+                    decision: Decision | None) -> RunReport | None:
+    """Deploy/auto refuse a blocked release (blocked in this namespace's ledger or on its GitHub Release)."""
+    if not inputs.release:
+        return None
+    block = state.block_for(inputs.release) if state is not None else None
+    if block is None and ctx.releases is not None:
+        check = ctx.releases.check_block(inputs.release)
+        block = check.block
+        if block is None and check.outcome.status not in ("done", "no-such-release"):
+            gha.warning(gha.escape_log(f"could not check whether release {inputs.release} is blocked on GitHub: "
+                                       f"{check.outcome.message}"))
+    if block is None:
+        return None
+    if inputs.allow_blocked:
+        gha.warning(gha.escape_log(f"{block.describe()}; deploying it anyway because allow-blocked is true "
+                                   f"(recorded in the ledger)"))
+        return None
+    message = (f"refused: {block.describe()}. Deploy a fixed release instead, or unblock it by running this "
+               f"action with mode: unblock and release: {inputs.release} (or allow-blocked: true for one run)")
+    for target in targets:
+        target.action = "refused"
+        target.message = "release is blocked"
+    report = _report(inputs, targets, decision, error=message)
+    return replace(report, blocked=True, blocked_release=inputs.release)
+
+
+def _entry_result(report: RunReport, target: Target) -> str | None:
+    """The ledger result for one workload, or None when there is nothing to record."""
+    if report.dry_run or target.action in ("unchanged", "dry-run"):
+        return None
+    if target.action == "refused":
+        return REFUSED
+    if target.action == "compensated":
+        return ROLLED_BACK
+    if target.action == "failed" or target.rollout in ("failed", "timeout"):
+        return FAILED
+    return SUCCEEDED
+
+
+def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], report: RunReport
+            ) -> RunReport:
+    """Write this run's entries (and the block a rollback sets) to the ledger; fill the ledger outputs."""
+    entries = []
+    blocks: list[Block] = []
+    for target, result in zip(targets, report.results, strict=True):
+        outcome = _entry_result(report, target)
+        if outcome is None or inputs.mode in ("history", "calculate"):
+            continue
+        release = result.release or inputs.release
+        if outcome in (FAILED, ROLLED_BACK, REFUSED) or result.mode != "rollback":
+            release = inputs.release or release
+        entries.append(Entry.new(
+            ctx.github, namespace=inputs.namespace, workload=result.workload, release=release or "",
+            mode=result.mode, result=outcome, revision=result.revision,
+            images=tuple(result.history[-1]["images"]) if result.history else (), reason=inputs.reason,
+            allow_blocked=inputs.allow_blocked and outcome != REFUSED))
+        bad = target.history.live_release
+        if (inputs.block and target.action == "rolled-back" and bad and bad != release
+                and bad not in {b.release for b in blocks}):
+            blocks.append(Block.new(ctx.github, release=bad, namespace=inputs.namespace,
+                                    reason=inputs.reason or f"rolled back to {release}"))
+    if ctx.ledger is not None and (entries or blocks):
+        def change(current: LedgerState) -> LedgerState:
+            for entry in entries:
+                current = current.with_entry(entry)
+            for block in blocks:
+                current = current.with_block(block)
+            return current
+
+        try:
+            state = ctx.ledger.update(change)
+        except LedgerError as err:
+            gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
+    for block in blocks:
+        gha.notice(gha.escape_log(f"blocked release {block.release} in namespace {inputs.namespace}: it cannot "
+                                  f"be deployed again until it is unblocked (mode: unblock)"))
+        _mark_github(ctx, block)
+    if blocks:
+        report = replace(report, blocked_release=blocks[0].release)
+    return _with_ledger(report, targets, state)
+
+
+def _mark_github(ctx: Context, block: Block) -> None:
+    if ctx.releases is None:
+        gha.notice(gha.escape_log(f"no github-token given: the block of {block.release} is kept in the "
+                                  f"in-cluster ledger only, other environments will not see it"))
+        return
+    outcome = ctx.releases.block(block.release, replace(block, source="github-release"))
+    (gha.notice if outcome.level == "notice" else gha.warning)(gha.escape_log(outcome.message))
+
+
+def _with_ledger(report: RunReport, targets: list[Target], state: LedgerState | None) -> RunReport:
+    if state is None:
+        return report
+    first = str(targets[0].workload) if targets else None
+    facts = state.facts(first)
+    workloads = {str(t.workload) for t in targets}
+    entries = tuple(e.to_json() for e in reversed(state.entries) if not workloads or e.workload in workloads)
+    return replace(report, last_successful_release=facts.last_successful,
+                   last_attempted_release=facts.last_attempted, ledger_entries=entries,
+                   blocks=tuple(b.to_json() for b in state.blocks))
+
+
+def _unblock(inputs: Inputs, ctx: Context) -> RunReport:
+    """`mode: unblock`: remove the block of ``release`` from the ledger and the GitHub Release."""
+    release = inputs.release
+    found = False
+    state = None
+    if ctx.ledger is not None:
+        def change(current: LedgerState) -> LedgerState:
+            nonlocal found
+            found = current.block_for(release) is not None
+            if not found:
+                return current
+            entry = Entry.new(ctx.github, namespace=inputs.namespace, workload="*", release=release,
+                              mode="unblock", result=UNBLOCKED, reason=inputs.reason)
+            return current.without_block(release).with_entry(entry)
+
+        try:
+            state = ctx.ledger.update(change, dry_run=inputs.dry_run)
+        except LedgerError as err:
+            raise RunError(f"the release ledger could not be updated: {err}", "ledger") from None
+        gha.info(gha.escape_log(f"release {release} {'unblocked' if found else 'was not blocked'} in the ledger "
+                                f"of namespace {inputs.namespace}"))
+    if ctx.releases is not None and not inputs.dry_run:
+        outcome = ctx.releases.unblock(release, ctx.github.actor, run_url=ctx.github.run_url)
+        (gha.notice if outcome.level == "notice" else gha.warning)(gha.escape_log(outcome.message))
+    elif ctx.releases is None:
+        gha.notice("no github-token given: only the in-cluster ledger was changed")
+    report = RunReport(mode="unblock", reason=inputs.reason, dry_run=inputs.dry_run, release=release)
+    return _with_ledger(report, [], state)
