@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -58,6 +59,11 @@ class Knobs:
     controller_sync: bool = True  # reconcile controllers before answering a write (deterministic tests)
     rbac: dict[str, Grant] | None = None  # token -> grant; None = authentication off, everything allowed
     failures: list[FailureRule] = field(default_factory=list)
+    # on_request(method, path) runs on the server thread as soon as a request's headers are read, before
+    # latency, failures and routing: a request log for tests and benchmarks (bench/cold_start.py timestamps
+    # the first request). Keep it fast and let nothing escape: it runs outside the error handling, so an
+    # exception drops the connection.
+    on_request: Callable[[str, str], None] | None = field(default=None, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def image_is_bad(self, image: str) -> bool:

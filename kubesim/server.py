@@ -1241,6 +1241,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         api = self.api
+        if api.knobs.on_request is not None:
+            api.knobs.on_request(method, self.path)
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
