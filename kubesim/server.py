@@ -1015,7 +1015,12 @@ class Api:
     def do_delete(self, req: Request, route: Route) -> tuple[int, Any, str]:
         rt, name = route.rt, route.name or ""
         options = self.parse_body(req) if req.body.strip() else None
+        dry_run = req.dry_run
         if isinstance(options, dict):
+            body_dry_run = options.get("dryRun") or []
+            if any(value != "All" for value in body_dry_run):
+                raise errors.bad_request(f'Invalid value: {json.dumps(body_dry_run)}: supported values: "All"')
+            dry_run = dry_run or bool(body_dry_run)  # client-go sends DeleteOptions.dryRun in the body
             policy = options.get("propagationPolicy")
             if policy not in (None, "Orphan", "Background", "Foreground"):
                 raise errors.bad_request(f'Unsupported value: "{policy}"')
@@ -1034,7 +1039,6 @@ class Api:
         policy = req.param("propagationPolicy")
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise errors.bad_request(f'Unsupported value: "{policy}"')
-        dry_run = req.dry_run
         gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run)
         self.after_write(dry_run)
         if rt is PODS:  # pods answer with the deleted object (the Python client expects a V1Pod)

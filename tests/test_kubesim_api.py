@@ -165,9 +165,14 @@ def test_workload_crud_deserialises(sim: kubesim.Sim, k8s: Any, method: str, kin
         "w1", NS, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.2"}]}}}})
     assert patched.spec.template.spec.containers[0].image == "nginx:1.2"
     assert patched.metadata.generation == 2
-    fresh = getattr(apps, f"read_namespaced_{method}")("w1", NS)
-    fresh.metadata.annotations = {"a": "b"}
-    replaced = getattr(apps, f"replace_namespaced_{method}")("w1", NS, fresh)
+    for _ in range(10):  # the controllers write status concurrently: retry on 409 like any client would
+        fresh = getattr(apps, f"read_namespaced_{method}")("w1", NS)
+        fresh.metadata.annotations = {"a": "b"}
+        try:
+            replaced = getattr(apps, f"replace_namespaced_{method}")("w1", NS, fresh)
+            break
+        except ApiException as err:
+            assert err.status == 409
     assert replaced.metadata.annotations["a"] == "b" and replaced.metadata.generation == 2
     getattr(apps, f"delete_namespaced_{method}")("w1", NS)
     with pytest.raises(ApiException) as err:
