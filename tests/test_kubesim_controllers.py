@@ -222,6 +222,29 @@ def test_revision_patch_has_go_shape() -> None:
     assert hashing.data_bytes(hashing.revision_data(tmpl)) == raw
 
 
+@pytest.mark.parametrize(("written", "canonical"), [
+    ("0.5", "500m"), (1, "1"), ("1000m", "1"), ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("0.5Gi", "512Mi"),
+    ("128Mi", "128Mi"), (2000, "2k"), ("1e3", "1e3"), ("12e2", "1200"), ("0", "0"), (0.25, "250m"),
+    ("1000Ki", "1000Ki"), ("not-a-quantity", "not-a-quantity"),
+])
+def test_quantities_render_canonically(written: Any, canonical: str) -> None:
+    assert hashing.canonical_quantity(written) == canonical
+
+
+def test_templates_compare_as_go_sees_them() -> None:
+    written = template("web", "nginx:1")
+    written["spec"]["containers"][0]["resources"] = {"limits": {"cpu": 1, "memory": "1024Mi"}}
+    written["spec"]["containers"][0]["env"] = [{"name": "A", "value": ""}]
+    written["spec"]["hostNetwork"] = False
+    as_kubectl_sends_it = copy.deepcopy(template("web", "nginx:1"))
+    as_kubectl_sends_it["metadata"]["creationTimestamp"] = None
+    as_kubectl_sends_it["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1", "memory": "1Gi"}}
+    as_kubectl_sends_it["spec"]["containers"][0]["env"] = [{"name": "A"}]
+    assert hashing.equal_ignore_hash(written, as_kubectl_sends_it)
+    assert hashing.pod_template_hash(written) == hashing.pod_template_hash(as_kubectl_sends_it)
+    assert hashing.revision_patch(written) == hashing.revision_patch(as_kubectl_sends_it)
+
+
 def test_fenceposts_round_like_upstream() -> None:
     def fence(replicas: int, surge: Any, unavailable: Any) -> tuple[int, int]:
         d = deployment(replicas=replicas, strategy={"type": "RollingUpdate", "rollingUpdate": {

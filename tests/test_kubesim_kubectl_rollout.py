@@ -39,6 +39,19 @@ def fails(sim: kubesim.Sim, *args: str) -> str:
     return result.stderr
 
 
+# Fields whose Go rendering differs from the YAML as written (numeric quantities, empty env values, false
+# non-pointer booleans): the controllers must compare and record templates the way Go code sees them.
+CONTAINER_EXTRAS = """        ports: [{containerPort: 8080, name: http}]
+        env: [{name: EMPTY, value: ""}, {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        resources:
+          limits: {cpu: 1, memory: 0.5Gi}
+          requests: {cpu: 0.25, memory: 128Mi}
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 5}
+        volumeMounts: [{name: data, mountPath: /data, readOnly: false}]
+      volumes: [{name: data, emptyDir: {sizeLimit: 1024Mi}}]
+"""
+
+
 def deployment_yaml(image: str, cause: str, *, name: str = "web", replicas: int = 2, extra: str = "") -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
@@ -57,7 +70,7 @@ spec:
       containers:
       - name: app
         image: {image}
-"""
+{CONTAINER_EXTRAS}"""
 
 
 def workload_yaml(kind: str, image: str, cause: str, name: str = "db") -> str:
@@ -78,7 +91,7 @@ spec:
       containers:
       - name: app
         image: {image}
-"""
+{CONTAINER_EXTRAS}"""
 
 
 def history_text(resource: str, rows: list[tuple[int, str]]) -> str:

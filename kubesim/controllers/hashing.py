@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from fractions import Fraction
 from typing import Any
 
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -64,6 +66,54 @@ _NONPTR_OMITEMPTY_INTS = frozenset({"hostPort"})
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 
 
+# Fields holding resource.Quantity values (directly, or as the values of a map).
+_QUANTITY_MAPS = frozenset({"limits", "requests", "overhead"})
+_QUANTITY_FIELDS = frozenset({"sizeLimit"})
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
+_BINARY = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_DECIMAL = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+
+
+def canonical_quantity(value: Any) -> Any:
+    """A resource quantity in the canonical form Go's ``resource.Quantity`` marshals (``0.5`` -> ``"500m"``,
+    ``1`` -> ``"1"``, ``1024Mi`` -> ``"1Gi"``); anything unparsable is returned unchanged."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        return value
+    number, suffix = match.group(1), match.group(2) or ""
+    amount = Fraction(number)
+    if suffix in _BINARY[1:]:
+        amount *= 1024 ** _BINARY.index(suffix)
+        style = "binary"
+    elif suffix[:1] in ("e", "E"):
+        amount *= Fraction(10) ** int(suffix[1:])
+        style = "exponent"
+    else:
+        amount *= Fraction(10) ** next(exp for exp, name in _DECIMAL.items() if name == suffix)
+        style = "decimal"
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if style == "binary" and amount >= 1024 and amount.denominator == 1:
+        mantissa, index = int(amount), 0
+        while mantissa % 1024 == 0 and index < len(_BINARY) - 1:
+            mantissa //= 1024
+            index += 1
+        return f"{sign}{mantissa}{_BINARY[index]}"
+    scaled = amount * 10**9  # quantities are rounded up to the nano
+    mantissa = scaled.numerator // scaled.denominator + (1 if scaled.denominator != 1 else 0)
+    exponent = -9
+    while mantissa and mantissa % 1000 == 0 and exponent < 18:
+        mantissa //= 1000
+        exponent += 3
+    if mantissa == 0:
+        return "0"
+    if style == "exponent":
+        return f"{sign}{mantissa}" + (f"e{exponent}" if exponent else "")
+    return f"{sign}{mantissa}{_DECIMAL[exponent]}"
+
+
 def _go_value(key: str | None, value: Any) -> tuple[bool, Any]:
     """(keep, value) for one field, as a Go struct round trip would render it."""
     if value is None:
@@ -100,7 +150,10 @@ def _go_dict(obj: dict[str, Any], parent_key: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if parent_key in _MAP_FIELDS:  # map values: strings stay as they are, even empty ones
-            out[key] = value
+            out[key] = canonical_quantity(value) if parent_key in _QUANTITY_MAPS else value
+            continue
+        if key in _QUANTITY_FIELDS:
+            out[key] = canonical_quantity(value)
             continue
         keep, rendered = _go_value(key, value)
         if keep:
@@ -183,10 +236,11 @@ def strip_label(template: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def normal_template(template: dict[str, Any] | None, ignore_label: str | None = POD_TEMPLATE_HASH) -> Any:
+    """The template as Go sees it (typed round trip) without null/empty values: what semantic equality sees."""
     template = template or {}
     if ignore_label:
         template = strip_label(template, ignore_label)
-    return _prune(template)
+    return _prune(go_template(template))
 
 
 def equal_ignore_hash(left: dict[str, Any] | None, right: dict[str, Any] | None) -> bool:
