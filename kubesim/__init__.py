@@ -30,7 +30,6 @@ from .server import Api, ApiServer
 from .store import Store
 
 
-
 def _controller_manager_class() -> Any:
     """``kubesim.controllers.ControllerManager``, or None while the controllers are not there."""
     try:

@@ -27,15 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simulated seconds per real second, e.g. 10 makes progress deadlines and readiness "
                              "delays pass ten times faster (default 1.0)")
     parser.add_argument("--ready-delay", type=float, default=None, metavar="S",
-                        help="simulated seconds from pod creation until it becomes Ready (default %s)"
-                             % Knobs().ready_delay)
+                        help=f"simulated seconds from pod creation until it becomes Ready (default "
+                             f"{Knobs().ready_delay})")
     parser.add_argument("--bad-image", action="append", default=[], metavar="IMG",
                         help="an image reference whose pods never become Ready (repeatable); references containing "
                              "'broken' or 'does-not-exist' are always bad")
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN",
                         help="turn on simulated RBAC and accept this bearer token with full access as user "
                              "'kubesim-admin' (repeatable; requests without a known token get 401). The first token "
-                             "is written into the kubeconfig")
+                             "is written into the kubeconfig. kubectl sends tokens to https servers only, so "
+                             "combine it with --tls")
     parser.add_argument("--latency", type=float, default=0.0, metavar="S",
                         help="real seconds to wait before answering every request (default 0)")
     parser.add_argument("--tls", action="store_true",

@@ -541,7 +541,7 @@ def server_side_apply(live: Obj | None, applied: Obj, manager: str, force: bool,
     # fields this manager applied before but no longer does, and nobody else owns, are removed
     still_owned = set().union(*(_entry_paths(e) for e in others)) if others else set()
     for path in sorted(previous - new_paths, key=len, reverse=True):
-        if _covered(path, new_paths) or any(p[:len(path)] == path for p in new_paths):
+        if any(p[:len(path)] == path for p in new_paths):
             continue
         if path in still_owned:
             continue

@@ -152,13 +152,12 @@ def parse_field_selector(text: str | None) -> list[FieldRequirement]:
         term = raw.strip()
         if not term:
             continue
-        for op_text, op in (("!=", "!="), ("==", "="), ("=", "=")):
-            if op_text in term:
-                field, value = term.split(op_text, 1)
-                field = field.strip()
-                break
-        else:
+        op_text = next((o for o in ("!=", "==", "=") if o in term), None)
+        if op_text is None:
             raise errors.bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
+        field, value = term.split(op_text, 1)
+        field = field.strip()
+        op = "!=" if op_text == "!=" else "="
         if field not in FIELD_GETTERS:
             raise errors.bad_request(f'"{field}" is not a known field selector: only "metadata.name", '
                                      f'"metadata.namespace"')
