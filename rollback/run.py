@@ -112,6 +112,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     deadline = ctx.now() + inputs.timeout
     manifests = _load_manifests(inputs, ctx)
     targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
+    for target in targets:
+        _log_history(target)
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
@@ -217,6 +219,18 @@ def _read(inputs: Inputs, ctx: Context, ref: Any, deadline: float, manifests: Ma
         time.sleep(0.1)
         obj = workload.read()
     return Target(workload, obj, workload.history(obj))
+
+
+def _log_history(target: Target) -> None:
+    """The revision history in the log, like `kubectl rollout history`, with the live revision marked."""
+    with gha.group(f"History of {target.workload} in namespace {target.workload.namespace}"):
+        if not target.history.revisions:
+            gha.info("No rollout history found.")
+        for revision in target.history.revisions:
+            marker = "  <- live" if revision.number == target.history.live else ""
+            gha.info(f"{revision.number:>8}  {revision.release or '<none>'}  {', '.join(revision.images)}{marker}")
+        if target.history.pruned:
+            gha.info(f"pruned by revisionHistoryLimit: {', '.join(map(str, target.history.pruned))}")
 
 
 def _overall(targets: list[Target]) -> Decision | None:
@@ -369,8 +383,6 @@ def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Targ
             target.message = outcome.message
             failed.append(target)
             gha.error(gha.escape_log(f"{target.workload}: {outcome.message}"))
-        else:
-            gha.info(gha.escape_log(f"{target.workload}: {outcome.message}"))
     return failed
 
 
@@ -476,8 +488,11 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         mode = "redeploy"
     revision = after.live
     release = after.live_release
-    if inputs.dry_run and target.revision is not None:
-        revision, release = target.revision.number, target.revision.release
+    if target.action == "dry-run":  # what would be live: the rollback target, or the deployed release
+        if target.revision is not None:
+            revision, release = target.revision.number, target.revision.release
+        else:
+            release = inputs.release
     return WorkloadResult(
         workload=str(target.workload), kind=target.workload.kind, name=target.workload.name,
         namespace=inputs.namespace, mode=mode, action=target.action, release=release,
