@@ -172,13 +172,19 @@ def _describe(source: str, context: str | None) -> str:
 
 
 class ApiFailure(Exception):
-    """A non-2xx answer from the API server, with the fields of its ``Status`` body."""
+    """A non-2xx answer from the API server, with the fields of its ``Status`` body.
 
-    def __init__(self, status: int, reason: str, message: str):
+    ``causes`` are the messages of ``details.causes``: for a 422 the generic message only says "the server
+    rejected our request due to an error in our request", and the cause says what, e.g. that a JSON-patch
+    ``test`` op failed.
+    """
+
+    def __init__(self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()):
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes
 
     @classmethod
     def from_exception(cls, err: Any) -> ApiFailure:
@@ -186,6 +192,7 @@ class ApiFailure(Exception):
         if body is None and getattr(err, "data", None) is not None:
             body = err.data
         reason, message = str(getattr(err, "reason", "") or ""), str(err)
+        causes: tuple[str, ...] = ()
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
         if isinstance(body, str):
@@ -196,7 +203,11 @@ class ApiFailure(Exception):
             if isinstance(parsed, dict):
                 reason = str(parsed.get("reason") or reason)
                 message = str(parsed.get("message") or message)
-        return cls(int(getattr(err, "status", 0) or 0), reason, message)
+                details = parsed.get("details")
+                listed = details.get("causes") if isinstance(details, dict) else None
+                if isinstance(listed, list):
+                    causes = tuple(str(c.get("message")) for c in listed if isinstance(c, dict) and c.get("message"))
+        return cls(int(getattr(err, "status", 0) or 0), reason, message, causes)
 
     @property
     def is_conflict(self) -> bool:

@@ -172,6 +172,12 @@ def pruned_deployment_revisions(replica_sets: Iterable[Mapping[str, Any]]) -> tu
     return tuple(n for n in range(1, max(seen)) if n not in seen)
 
 
+def _failed_test_op(err: ApiFailure) -> bool:
+    """Did our JSON-patch ``test`` on ``/metadata/resourceVersion`` fail? The API server answers 422 with a
+    generic message and puts the patch library's "testing value /metadata/resourceVersion failed" in a cause."""
+    return any("test" in text.lower() and "/metadata/resourceVersion" in text for text in (err.message, *err.causes))
+
+
 # -- the kinds -------------------------------------------------------------------------------------------------
 
 
@@ -256,7 +262,7 @@ class Workload:
         try:
             return self.api.call(method, *args, **kwargs)
         except ApiFailure as err:
-            if err.status == 409 or (err.status == 422 and "test" in err.message.lower()):
+            if err.status == 409 or (err.status == 422 and _failed_test_op(err)):
                 raise Conflict(f"{self} was changed by someone else while we were changing it") from None
             if err.status == 404:
                 raise NotFound(f"{self} disappeared from namespace {self.namespace!r}") from None
