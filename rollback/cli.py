@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             with open(args.kubeconfig_file, encoding="utf-8") as handle:
                 raw["kubeconfig"] = handle.read()
         except OSError as err:
-            print(f"error: --kubeconfig {args.kubeconfig_file}: {err.strerror}", file=sys.stderr)
+            gha.error(gha.escape_log(f"--kubeconfig {args.kubeconfig_file}: {err.strerror or err}; give the path "
+                                     f"of a readable kubeconfig file"), title="Invalid input: kubeconfig")
             return EXIT_FAILED
     _mask_raw({name: raw.get(name, "") for name in SECRET_INPUTS})
     try:
@@ -193,7 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespace", help="namespace (default: default)")
     parser.add_argument("--deployment", action="append", metavar="[KIND/]NAME",
                         help="workload, repeatable: NAME, deployment/NAME, statefulset/NAME, daemonset/NAME")
-    parser.add_argument("--mode", choices=("auto", "calculate", "deploy", "rollback", "history", "unblock"),
+    # no argparse choices: an unknown mode is reported like every other bad input (::error naming it, exit 1)
+    parser.add_argument("--mode", metavar="{auto,calculate,deploy,rollback,history,unblock}",
                         help="what to do (default: auto)")
     parser.add_argument("--images", action="append", metavar="CONTAINER=IMAGE", help="deploy: image, repeatable")
     parser.add_argument("--manifests", action="append", metavar="GLOB", help="deploy: manifest files, repeatable")
