@@ -573,8 +573,16 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
             mode=result.mode, result=outcome, revision=result.revision,
             images=tuple(result.history[-1]["images"]) if result.history else (), reason=inputs.reason,
             allow_blocked=inputs.allow_blocked and outcome != REFUSED))
-        bad = target.history.live_release
-        if (inputs.block and target.action == "rolled-back" and bad and bad != release
+        # The release a successful rollback left, to block: an undo leaves the live release; a rollback with
+        # nothing to undo (the target already live after a failed attempt was put back) or done as a deploy
+        # (auto, the target's revision is gone) leaves what the decision names (the failed attempt, or live).
+        bad = None
+        if outcome == SUCCEEDED and result.mode == "rollback":
+            if target.action == "rolled-back":
+                bad = target.history.live_release
+            elif target.action in ("skipped", "deployed", "redeployed") and target.decision is not None:
+                bad = target.decision.rolled_back_from
+        if (inputs.block and bad and bad != release
                 and bad not in {b.release for b in blocks}):
             blocks.append(Block.new(ctx.github, release=bad, namespace=inputs.namespace,
                                     reason=inputs.reason or f"rolled back to {release}"))
