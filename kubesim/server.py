@@ -1132,6 +1132,8 @@ class Api:
         except ValueError:
             raise errors.bad_request(f"invalid resource version: {rv_text}") from None
         rule = getattr(req, "failure", None)
+        as_table = req.accepts("as=Table")  # kubectl get -w prints rows the server renders
+        initial_events = (req.param("sendInitialEvents") or "").lower() == "true"
 
         def in_scope(obj: Obj) -> bool:
             if namespace is not None and obj.get("metadata", {}).get("namespace") != namespace:
@@ -1146,15 +1148,23 @@ class Api:
                 nonlocal sent
                 if isinstance(rule, FailureRule) and rule.drop and sent >= rule.after_events:
                     raise _DropConnection()
+                if as_table and kind not in ("ERROR", "BOOKMARK"):
+                    table = table_for(rt, [obj], self.clock.now(), req.param("includeObject") or "Metadata")
+                    table["metadata"] = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+                    obj = table
                 write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 sent += 1
 
             visible: set[tuple[str, str]] = set()
-            if start_rv == 0:
+            if start_rv == 0 or initial_events:
                 items, last_rv = self.store.list(rt, namespace, predicate)
                 for item in items:
                     visible.add((item["metadata"].get("namespace", ""), item["metadata"]["name"]))
                     send("ADDED", item)
+                if initial_events:  # the streaming-list protocol ends the initial state with a bookmark
+                    send("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {
+                        "resourceVersion": str(last_rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"}}})
             else:
                 last_rv = start_rv
                 items, _ = self.store.list(rt, namespace, predicate)

@@ -448,12 +448,29 @@ def test_watch_from_resource_version_and_timeout(sim: kubesim.Sim, k8s: Any) -> 
     core.patch_namespaced_config_map("old", NS, {"data": {"a": "b"}})
     started = time.monotonic()
     lines = _watch_lines(sim, f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
-                              f"&timeoutSeconds=1&allowWatchBookmarks=true")
+                              f"&timeoutSeconds=0.3&allowWatchBookmarks=true")
     assert time.monotonic() - started < 3
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "new"), ("MODIFIED", "old")]
-    single = _watch_lines(sim, "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
+    single = _watch_lines(sim, "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=0.3"
                                "&fieldSelector=metadata.name%3Dnew")
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in single] == [("ADDED", "new")]
+
+
+def test_watch_as_table_and_streaming_list(sim: kubesim.Sim, k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    core.create_namespaced_config_map(NS, configmap("a", x="1"))
+    url = urlsplit(sim.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    conn.request("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=0.3",
+                 headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    events = [json.loads(line) for line in conn.getresponse().read().splitlines() if line.strip()]
+    conn.close()
+    assert events[0]["type"] == "ADDED" and events[0]["object"]["kind"] == "Table"
+    assert events[0]["object"]["rows"][0]["cells"][:2] == ["a", 1]
+    lines = _watch_lines(sim, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=0.3"
+                              "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")
+    assert [e["type"] for e in lines] == ["ADDED", "BOOKMARK"]
+    assert lines[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 def test_watch_too_old_is_410_error_event(sim: kubesim.Sim, k8s: Any) -> None:
