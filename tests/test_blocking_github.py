@@ -1,0 +1,376 @@
+"""Blocks across environments through the engine: ``python -m rollback`` on kubesim with a ``github-token``,
+against a local HTTP server standing in for the GitHub REST API (``GITHUB_API_URL`` points at it).
+
+The fake API records every request, so the tests check exactly what a run sends (method, path, headers,
+JSON body), what it does with 404 and 403 answers, and that the token shows up nowhere but in the
+``::add-mask::`` command that hides it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from helpers import CliRun, RequestLog, app_state, get_deployment, make_deployment, run_cli, wait_settled
+
+import kubesim
+from kubesim.knobs import Knobs
+from kubesim.resources import CONFIGMAPS
+
+TOKEN = "ghs_Fake0Token1For2Tests3Only4zz"
+OWNER, REPO = "octo-org", "shop"
+IMAGE = "registry.example/web"
+LEDGER = "kube-release-rollback-ledger"
+STAGING, PRODUCTION = "staging", "production"
+PREFIX = "⛔ BLOCKED: "
+
+GITHUB = {
+    "GITHUB_ACTOR": "mona",
+    "GITHUB_REPOSITORY": f"{OWNER}/{REPO}",
+    "GITHUB_WORKFLOW": "Deploy",
+    "GITHUB_RUN_ID": "101",
+    "GITHUB_SERVER_URL": "https://github.example",
+    "GITHUB_EVENT_NAME": "push",
+}
+ROLLBACK_BY = {**GITHUB, "GITHUB_ACTOR": "hubot", "GITHUB_WORKFLOW": "Rollback", "GITHUB_RUN_ID": "103",
+               "GITHUB_EVENT_NAME": "workflow_dispatch"}
+ROLLBACK_RUN = f"https://github.example/{OWNER}/{REPO}/actions/runs/103"
+REASON = "checkout returns 500 for EUR carts"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeGitHub:
+    """Releases by tag, answers forced per method, and the log of every request."""
+
+    url: str = ""
+    prefix: str = ""  # "/api/v3" for GitHub Enterprise Server
+    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    force: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # method -> (status, body)
+    next_id: int = 7000
+
+    @property
+    def api_url(self) -> str:
+        return self.url + self.prefix
+
+    def add(self, tag: str, name: str = "", body: str = "Changes.") -> dict[str, Any]:
+        self.next_id += 1
+        release = {"id": self.next_id, "tag_name": tag, "name": name or f"Shop {tag}", "body": body,
+                   "draft": False, "prerelease": False,
+                   "html_url": f"https://github.example/{OWNER}/{REPO}/releases/tag/{tag}"}
+        self.releases[tag] = release
+        return release
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(r.method, r.path) for r in self.requests]
+
+    def take(self) -> list[Request]:
+        taken, self.requests = self.requests, []
+        return taken
+
+    def tag_path(self, tag: str) -> str:
+        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/tags/{urllib.parse.quote(tag, safe='')}"
+
+    def release_path(self, release: dict[str, Any]) -> str:
+        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/{release['id']}"
+
+
+def _handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+        def _answer(self, status: int, obj: Any) -> None:
+            raw = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            gh.requests.append(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                       body))
+            if self.command in gh.force:
+                return self._answer(*gh.force[self.command])
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._answer(401, {"message": "Bad credentials"})
+            base = f"{gh.prefix}/repos/{OWNER}/{REPO}/releases/"
+            rest = self.path[len(base):] if self.path.startswith(base) else None
+            if self.command == "GET" and rest is not None and rest.startswith("tags/"):
+                release = gh.releases.get(urllib.parse.unquote(rest[len("tags/"):]))
+                return self._answer(200, release) if release else self._answer(404, {"message": "Not Found"})
+            if self.command == "PATCH" and rest is not None and rest.isdigit():
+                for release in gh.releases.values():
+                    if release["id"] == int(rest):
+                        release.update(body or {})
+                        return self._answer(200, release)
+            return self._answer(404, {"message": "Not Found"})
+
+        do_GET = do_PATCH = do_POST = _handle
+
+    return Handler
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    gh = FakeGitHub()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gh))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    gh.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield gh
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def knobs() -> Knobs:
+    return Knobs(ready_delay=0.05)
+
+
+def web(sim: kubesim.Sim, namespace: str = STAGING) -> None:
+    make_deployment(sim, "web", namespace, image=f"{IMAGE}:0", progressDeadlineSeconds=1)
+    wait_settled(sim)  # rolled out: status writes no longer change its resourceVersion
+
+
+def cli(sim: kubesim.Sim, gh: FakeGitHub, *args: str, namespace: str = STAGING, token: bool = True,
+        who: dict[str, str] = GITHUB) -> CliRun:
+    """One run; the token on the command line like ``with: github-token: ${{ secrets.GITHUB_TOKEN }}``."""
+    extra = ("--github-token", TOKEN) if token else ()
+    run = run_cli(sim, *args, *extra, "--namespace", namespace, "--deployment", "web", "--timeout", "30s",
+                  extra_env={**who, "GITHUB_API_URL": gh.api_url})
+    assert_token_hidden(run)
+    return run
+
+
+def deploy(sim: kubesim.Sim, gh: FakeGitHub, release: str, namespace: str = STAGING, token: bool = True,
+           expect: int = 0) -> CliRun:
+    run = cli(sim, gh, "--mode", "deploy", "--release", release, "--images", f"web={IMAGE}:{release}",
+              namespace=namespace, token=token)
+    assert run.code == expect, run.stdout
+    return run
+
+
+def rollback(sim: kubesim.Sim, gh: FakeGitHub, release: str, token: bool = True) -> CliRun:
+    run = cli(sim, gh, "--mode", "rollback", "--release", release, "--reason", REASON, token=token,
+              who=ROLLBACK_BY)
+    assert run.code == 0, run.stdout
+    return run
+
+
+def assert_token_hidden(run: CliRun) -> None:
+    """The token is printed only in ``::add-mask::`` (which the runner consumes and hides)."""
+    for line in run.stdout.splitlines():
+        if TOKEN in line:
+            assert line == f"::add-mask::{TOKEN}", line
+    assert TOKEN not in run.stderr
+    assert TOKEN not in run.summary and TOKEN not in run.outputs_text
+
+
+def ledger_blocks(sim: kubesim.Sim, namespace: str = STAGING) -> list[dict[str, Any]]:
+    cm = sim.store.find(CONFIGMAPS, namespace, LEDGER)
+    return json.loads(cm["data"]["blocks.json"]) if cm else []
+
+
+def ledger_entries(sim: kubesim.Sim, namespace: str = STAGING) -> list[dict[str, Any]]:
+    cm = sim.store.find(CONFIGMAPS, namespace, LEDGER)
+    return json.loads(cm["data"]["entries.json"]) if cm else []
+
+
+def staging_rolled_back(sim: kubesim.Sim, gh: FakeGitHub, prefix: str = "") -> tuple[dict[str, Any], CliRun]:
+    """v1.0.0 and v1.1.0 deployed to staging, then a rollback to v1.0.0: v1.1.0 is blocked."""
+    gh.prefix = prefix
+    release = gh.add("v1.1.0", name="Shop 1.1.0", body="Faster checkout.")
+    web(sim)
+    deploy(sim, gh, "v1.0.0")
+    deploy(sim, gh, "v1.1.0")
+    gh.take()
+    return release, rollback(sim, gh, "v1.0.0")
+
+
+# -- marking the GitHub Release ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/api/v3"], ids=["github.com", "enterprise-server"])
+def test_rollback_marks_the_github_release_of_the_bad_release(sim: kubesim.Sim, github: FakeGitHub,
+                                                              prefix: str) -> None:
+    release, run = staging_rolled_back(sim, github, prefix)
+    assert run.outputs["blocked-release"] == "v1.1.0"
+    get, patch = github.requests
+    assert (get.method, get.path, get.body) == ("GET", github.tag_path("v1.1.0"), None)
+    assert (patch.method, patch.path) == ("PATCH", github.release_path(release))
+    assert patch.path.startswith(f"{prefix}/repos/{OWNER}/{REPO}/releases/")
+    for request in (get, patch):
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["accept"] == "application/vnd.github+json"
+        assert request.headers["x-github-api-version"] == "2022-11-28"
+    assert patch.headers["content-type"] == "application/json"
+    assert set(patch.body) == {"name", "body"}  # nothing else (draft, prerelease, latest) is touched
+    assert patch.body["name"] == PREFIX + "Shop 1.1.0"
+    body = patch.body["body"]
+    assert body.startswith("Faster checkout.")
+    assert REASON in body and "@hubot" in body and ROLLBACK_RUN in body and f"`{STAGING}`" in body
+    assert "mode: unblock" in body
+    data = json.loads(body.split("<!-- kube-release-rollback:data ", 1)[1].split(" -->", 1)[0])
+    assert {k: data[k] for k in ("release", "namespace", "reason", "actor", "run_url", "name")} == {
+        "release": "v1.1.0", "namespace": STAGING, "reason": REASON, "actor": "hubot", "run_url": ROLLBACK_RUN,
+        "name": "Shop 1.1.0"}
+    assert any("marked GitHub Release v1.1.0 as blocked" in n for n in run.commands("notice"))
+    assert ledger_blocks(sim)[0]["release"] == "v1.1.0"  # the ledger has it too
+
+
+def test_a_release_blocked_in_staging_is_refused_in_production(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    release, _ = staging_rolled_back(sim, github)
+    web(sim, PRODUCTION)
+    deploy(sim, github, "v1.0.0", PRODUCTION)
+    github.take()
+    assert ledger_blocks(sim, PRODUCTION) == []  # production's own ledger knows nothing of it
+
+    before = app_state(sim, PRODUCTION)
+    rv = get_deployment(sim, "web", PRODUCTION)["metadata"]["resourceVersion"]
+    for mode in ("deploy", "auto"):
+        with RequestLog(sim) as log:
+            refused = cli(sim, github, "--mode", mode, "--release", "v1.1.0", "--images", f"web={IMAGE}:v1.1.0",
+                          namespace=PRODUCTION)
+        assert refused.code == 1, refused.stdout
+        assert refused.outputs["blocked"] == "true" and refused.outputs["blocked-release"] == "v1.1.0"
+        (error,) = refused.errors
+        assert "refused: release v1.1.0 was blocked by hubot" in error
+        assert f"in namespace {STAGING}" in error and REASON in error and ROLLBACK_RUN in error
+        assert "mode: unblock and release: v1.1.0" in error
+        assert log.app_writes(include_dry_run=True) == []
+        assert app_state(sim, PRODUCTION) == before
+        assert get_deployment(sim, "web", PRODUCTION)["metadata"]["resourceVersion"] == rv
+        (check,) = github.take()  # one read of the GitHub Release, no write
+        assert (check.method, check.path) == ("GET", github.tag_path("v1.1.0"))
+        assert check.headers["authorization"] == f"Bearer {TOKEN}"
+        entry = ledger_entries(sim, PRODUCTION)[-1]
+        assert (entry["release"], entry["result"], entry["actor"]) == ("v1.1.0", "refused", "mona")
+    assert release["name"] == PREFIX + "Shop 1.1.0"
+
+    # Without a token production cannot see the staging block (documented): it deploys.
+    deploy(sim, github, "v1.1.0", PRODUCTION, token=False)
+    assert github.requests == []
+
+
+def test_unblock_with_a_token_removes_the_mark_and_production_may_deploy(sim: kubesim.Sim,
+                                                                          github: FakeGitHub) -> None:
+    release, _ = staging_rolled_back(sim, github)
+    web(sim, PRODUCTION)
+    github.take()
+
+    fixer = {**GITHUB, "GITHUB_ACTOR": "octocat", "GITHUB_RUN_ID": "110"}
+    lifted = cli(sim, github, "--mode", "unblock", "--release", "v1.1.0", "--reason", "fixed upstream", who=fixer)
+    assert lifted.code == 0, lifted.stdout
+    get, patch = github.take()
+    assert (get.method, get.path) == ("GET", github.tag_path("v1.1.0"))
+    assert (patch.method, patch.path) == ("PATCH", github.release_path(release))
+    assert patch.headers["authorization"] == f"Bearer {TOKEN}"
+    assert patch.body["name"] == "Shop 1.1.0"  # the original name is back
+    assert "kube-release-rollback:block" not in patch.body["body"]
+    assert "Unblocked by @octocat" in patch.body["body"]
+    assert f"https://github.example/{OWNER}/{REPO}/actions/runs/110" in patch.body["body"]
+    assert patch.body["body"].startswith("Faster checkout.")
+    assert any("removed the block from GitHub Release v1.1.0" in n for n in lifted.commands("notice"))
+    assert ledger_blocks(sim) == []
+    entry = ledger_entries(sim)[-1]
+    assert (entry["release"], entry["result"], entry["actor"]) == ("v1.1.0", "unblocked", "octocat")
+
+    run = deploy(sim, github, "v1.1.0", PRODUCTION)
+    assert run.outputs["blocked"] == "false"
+    assert github.calls() == [("GET", github.tag_path("v1.1.0"))]  # checked, not changed
+    deploy(sim, github, "v1.1.0", STAGING)
+
+
+def test_unblock_from_another_environment_lifts_the_github_mark(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    """Production's ledger never had the block; unblocking there still lifts the GitHub mark, and says so."""
+    release, _ = staging_rolled_back(sim, github)
+    web(sim, PRODUCTION)
+    lifted = cli(sim, github, "--mode", "unblock", "--release", "v1.1.0", namespace=PRODUCTION)
+    assert lifted.code == 0, lifted.stdout
+    assert "was not blocked in the ledger of namespace production" in lifted.stdout
+    assert release["name"] == "Shop 1.1.0"
+    assert ledger_entries(sim, PRODUCTION) == []  # nothing to record there
+    deploy(sim, github, "v1.1.0", PRODUCTION)
+
+
+# -- when GitHub cannot help -------------------------------------------------------------------------------------
+
+
+def test_no_github_release_for_the_tag_is_a_notice_and_the_ledger_still_blocks(sim: kubesim.Sim,
+                                                                               github: FakeGitHub) -> None:
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    github.take()
+    run = rollback(sim, github, "v1.0.0")
+    assert github.calls() == [("GET", github.tag_path("v1.1.0"))]  # 404: nothing to patch
+    notices = " ".join(run.commands("notice"))
+    assert "no GitHub Release with tag v1.1.0 in octo-org/shop" in notices
+    assert "in-cluster ledger only" in notices
+    assert run.warnings == []
+    assert run.outputs["blocked-release"] == "v1.1.0"
+    assert ledger_blocks(sim)[0]["release"] == "v1.1.0"
+    refused = deploy(sim, github, "v1.1.0", expect=1)
+    assert refused.outputs["blocked"] == "true"
+
+
+def test_forbidden_is_a_warning_and_the_run_still_succeeds(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    release = github.add("v1.1.0", name="Shop 1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    github.take()
+    github.force["PATCH"] = (403, {"message": "Resource not accessible by integration"})
+    run = rollback(sim, github, "v1.0.0")
+    assert run.code == 0
+    assert [m for m, _ in github.calls()] == ["GET", "PATCH"]
+    (warning,) = [w for w in run.warnings if "GitHub Release" in w]
+    assert "could not block GitHub Release v1.1.0" in warning and "contents: write" in warning
+    assert "Resource not accessible by integration" in warning
+    assert run.outputs["blocked-release"] == "v1.1.0" and ledger_blocks(sim)[0]["release"] == "v1.1.0"
+    assert not release["name"].startswith(PREFIX)
+    assert get_deployment(sim, "web", STAGING)["metadata"]["annotations"]["kubernetes.io/change-cause"] == "v1.0.0"
+
+
+def test_github_unreachable_while_checking_warns_and_the_ledger_decides(sim: kubesim.Sim,
+                                                                        github: FakeGitHub) -> None:
+    web(sim)
+    github.force["GET"] = (502, {"message": "Bad gateway"})
+    run = deploy(sim, github, "v1.0.0")
+    assert any("could not check whether release v1.0.0 is blocked on GitHub" in w for w in run.warnings)
+
+
+def test_without_a_token_the_block_stays_in_the_cluster_and_github_is_never_called(sim: kubesim.Sim,
+                                                                                   github: FakeGitHub) -> None:
+    release = github.add("v1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0", token=False)
+    deploy(sim, github, "v1.1.0", token=False)
+    run = rollback(sim, github, "v1.0.0", token=False)
+    assert github.requests == []
+    assert any("no github-token given: the block of v1.1.0 is kept in the in-cluster ledger only" in n
+               for n in run.commands("notice"))
+    assert release["name"] == "Shop v1.1.0"
+    assert ledger_blocks(sim)[0]["release"] == "v1.1.0"
+    lifted = cli(sim, github, "--mode", "unblock", "--release", "v1.1.0", token=False)
+    assert lifted.code == 0 and "only the in-cluster ledger was changed" in " ".join(lifted.commands("notice"))
+    assert github.requests == []
