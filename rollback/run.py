@@ -567,7 +567,10 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
             continue
         release = result.release or inputs.release
         if outcome in (FAILED, ROLLED_BACK, REFUSED) or result.mode != "rollback":
-            release = inputs.release or release
+            # The release attempted, not the one live after the run: a failed rollback to the previous
+            # revision (no release given) attempted that revision's release.
+            attempted = (target.revision.release or "") if target.revision is not None else release
+            release = inputs.release or attempted
         entries.append(Entry.new(
             ctx.github, namespace=inputs.namespace, workload=result.workload, release=release or "",
             mode=result.mode, result=outcome, revision=result.revision,
