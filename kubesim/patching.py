@@ -535,9 +535,14 @@ def server_side_apply(live: Obj | None, applied: Obj, manager: str, force: bool,
             if path[-1].startswith("k:") or live_value == applied_value:
                 continue
             conflicts.append((str(entry.get("manager")), path))
+    if conflicts and not force and manager == "kubectl":
+        allowed = _last_applied_fields(live)
+        conflicts = [(m, p) for m, p in conflicts if p not in allowed]
+        force = not conflicts
     if conflicts and not force:
         raise _apply_conflict(conflicts, group, plural, live.get("metadata", {}).get("name", ""))
     result = _apply_merge(live, applied)
+    _sync_last_applied(result, applied, manager, live)
     # fields this manager applied before but no longer does, and nobody else owns, are removed
     still_owned = set().union(*(_entry_paths(e) for e in others)) if others else set()
     for path in sorted(previous - new_paths, key=len, reverse=True):
@@ -561,6 +566,36 @@ def server_side_apply(live: Obj | None, applied: Obj, manager: str, force: bool,
     new_entries.append(_entry(manager, "Apply", api_version, new_paths, now))
     result.setdefault("metadata", {})["managedFields"] = new_entries
     return result
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied_fields(live: Obj) -> set[Path]:
+    """Moving from ``kubectl apply`` to ``kubectl apply --server-side`` does not conflict: like the real API
+    server, conflicts of the ``kubectl`` manager on fields that the live object's last-applied-configuration
+    annotation holds with their live values are overridden."""
+    text = (live.get("metadata", {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return set()
+    try:
+        last_applied = json.loads(text)
+    except ValueError:
+        return set()
+    return {p for p in field_set(last_applied) if get_path(last_applied, p) == get_path(live, p)}
+
+
+def _sync_last_applied(result: Obj, applied: Obj, manager: str, live: Obj) -> None:
+    """The real server keeps a client-side-apply annotation in step with ``kubectl apply --server-side``."""
+    annotations = (live.get("metadata", {}).get("annotations") or {})
+    if manager != "kubectl" or LAST_APPLIED not in annotations:
+        return
+    config = copy.deepcopy(applied)
+    config_annotations = (config.get("metadata") or {}).get("annotations")
+    if isinstance(config_annotations, dict):
+        config_annotations.pop(LAST_APPLIED, None)
+    result.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = json.dumps(
+        config, separators=(",", ":"))
 
 
 def _describe(path: Path) -> str:

@@ -670,7 +670,10 @@ class Api:
                 if keep in old["metadata"]:
                     meta[keep] = old["metadata"][keep]
         obj = self.prepare(rt, obj, namespace, old if subresource != "status" else None)
-        if manager:
+        sent_fields = obj["metadata"].get("managedFields")
+        if sent_fields is not None and sent_fields != old["metadata"].get("managedFields"):
+            pass  # a client that rewrites managedFields (kubectl's client-side to server-side apply migration) wins
+        elif manager:
             obj = patching.record_update(old, obj, manager, self.clock.timestamp(), rt.api_version, subresource)
         elif "managedFields" not in obj["metadata"] and "managedFields" in old["metadata"]:
             obj["metadata"]["managedFields"] = old["metadata"]["managedFields"]

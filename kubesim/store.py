@@ -49,8 +49,13 @@ def _has_generation(rt: ResourceType) -> bool:
 def _strip_volatile(obj: Obj) -> Obj:
     clean = copy.deepcopy(obj)
     meta = clean.get("metadata", {})
-    for key in ("resourceVersion", "managedFields", "generation"):
+    for key in ("resourceVersion", "generation"):
         meta.pop(key, None)
+    # a change of managedFields counts (kubectl rewrites them when moving to server-side apply), a new
+    # timestamp alone does not
+    for entry in meta.get("managedFields") or []:
+        if isinstance(entry, dict):
+            entry.pop("time", None)
     return clean
 
 

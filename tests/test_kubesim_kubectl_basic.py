@@ -101,6 +101,17 @@ def test_apply_server_side_and_conflicts(sim: kubesim.Sim) -> None:
     assert {m["manager"] for m in shown["metadata"]["managedFields"]} >= {"kubectl", "other"}
 
 
+def test_client_side_to_server_side_apply_migrates_without_conflicts(sim: kubesim.Sim) -> None:
+    kubectl(sim, "apply", "-f", "-", input=manifest(), check=True)
+    result = kubectl(sim, "apply", "--server-side", "-f", "-", input=manifest("nginx:1.2"), check=True)
+    assert result.stdout.strip() == "deployment.apps/web serverside-applied"
+    assert image_of(sim) == "nginx:1.2"
+    managers = {(m["manager"], m["operation"]) for m in live(sim)["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers and ("kubectl-client-side-apply", "Update") not in managers
+    last_applied = json.loads(live(sim)["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert last_applied["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.2"
+
+
 def test_annotate_set_image_pause_resume_scale(sim: kubesim.Sim) -> None:
     kubectl(sim, "apply", "-f", "-", input=manifest(), check=True)
     result = kubectl(sim, "annotate", "deployment/web", "kubernetes.io/change-cause=v5", "--overwrite", check=True)
