@@ -782,6 +782,7 @@ class Api:
             self.authorize(req, None, None)
             return 200, SERVER_VERSION, "application/json"
         if parts and parts[0] == "openapi":
+            self.authorize(req, None, None)
             return self.openapi(parts)
         if path in ("/api", "/apis"):
             self.authorize(req, None, None)
