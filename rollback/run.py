@@ -636,6 +636,8 @@ def _unblock(inputs: Inputs, ctx: Context) -> RunReport:
     release = inputs.release
     found = False
     state = None
+    if ctx.ledger is None and ctx.releases is None:
+        raise RunError(f"nothing to unblock {release} in: ledger is false and no github-token was given", "ledger")
     if ctx.ledger is not None:
         def change(current: LedgerState) -> LedgerState:
             nonlocal found
@@ -656,6 +658,7 @@ def _unblock(inputs: Inputs, ctx: Context) -> RunReport:
         outcome = ctx.releases.unblock(release, ctx.github.actor, run_url=ctx.github.run_url)
         (gha.notice if outcome.level == "notice" else gha.warning)(gha.escape_log(outcome.message))
     elif ctx.releases is None:
-        gha.notice("no github-token given: only the in-cluster ledger was changed")
+        gha.notice(gha.escape_log(f"no github-token given: only the in-cluster ledger was checked; a block "
+                                  f"recorded on the GitHub Release {release} stays"))
     report = RunReport(mode="unblock", reason=inputs.reason, dry_run=inputs.dry_run, release=release)
     return _with_ledger(report, [], state)

@@ -372,5 +372,12 @@ def test_without_a_token_the_block_stays_in_the_cluster_and_github_is_never_call
     assert release["name"] == "Shop v1.1.0"
     assert ledger_blocks(sim)[0]["release"] == "v1.1.0"
     lifted = cli(sim, github, "--mode", "unblock", "--release", "v1.1.0", token=False)
-    assert lifted.code == 0 and "only the in-cluster ledger was changed" in " ".join(lifted.commands("notice"))
-    assert github.requests == []
+    assert lifted.code == 0
+    assert "no github-token given: only the in-cluster ledger was checked" in " ".join(lifted.commands("notice"))
+    assert github.requests == [] and ledger_blocks(sim) == []
+
+    # Neither a ledger nor a token: nothing could be unblocked, and the run says so instead of succeeding.
+    nowhere = cli(sim, github, "--mode", "unblock", "--release", "v1.1.0", "--no-ledger", token=False)
+    assert nowhere.code == 1
+    (error,) = nowhere.errors
+    assert "nothing to unblock v1.1.0 in" in error
