@@ -1337,7 +1337,7 @@ class ApiServer:
         self.tls = ssl_context is not None
         self.port = self.httpd.server_address[1]
         api.server_address = f"127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"kubesim-http-{self.port}", daemon=True)
 
     @property
