@@ -574,8 +574,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
         entries.append(Entry.new(
             ctx.github, namespace=inputs.namespace, workload=result.workload, release=release or "",
             mode=result.mode, result=outcome, revision=result.revision,
-            images=tuple(result.history[-1]["images"]) if result.history else (), reason=inputs.reason,
-            allow_blocked=inputs.allow_blocked and outcome != REFUSED))
+            images=tuple(result.history[-1]["images"]) if result.history else (), reason=inputs.reason))
         # The release a successful rollback left, to block: an undo leaves the live release; a rollback with
         # nothing to undo (the target already live after a failed attempt was put back) or done as a deploy
         # (auto, the target's revision is gone) leaves what the decision names (the failed attempt, or live).
@@ -589,6 +588,13 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
                 and bad not in {b.release for b in blocks}):
             blocks.append(Block.new(ctx.github, release=bad, namespace=inputs.namespace,
                                     reason=inputs.reason or f"rolled back to {release}"))
+    if entries and inputs.allow_blocked and inputs.mode in ("deploy", "auto") and inputs.release:
+        # allow_blocked marks a run that deployed a blocked release on purpose, not every run with the input set
+        overrode = state is not None and state.block_for(inputs.release) is not None
+        if not overrode and ctx.releases is not None:
+            overrode = ctx.releases.check_block(inputs.release).block is not None
+        if overrode:
+            entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
     if ctx.ledger is not None and (entries or blocks):
         def change(current: LedgerState) -> LedgerState:
             for entry in entries:

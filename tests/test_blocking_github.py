@@ -266,6 +266,16 @@ def test_a_release_blocked_in_staging_is_refused_in_production(sim: kubesim.Sim,
         assert (entry["release"], entry["result"], entry["actor"]) == ("v1.1.0", "refused", "mona")
     assert release["name"] == PREFIX + "Shop 1.1.0"
 
+    # allow-blocked deploys it anyway, once, and the production ledger records the override.
+    forced = cli(sim, github, "--mode", "deploy", "--release", "v1.1.0", "--images", f"web={IMAGE}:v1.1.0",
+                 "--allow-blocked", namespace=PRODUCTION)
+    assert forced.code == 0, forced.stdout
+    assert any("deploying it anyway because allow-blocked is true" in w and "hubot" in w for w in forced.warnings)
+    entry = ledger_entries(sim, PRODUCTION)[-1]
+    assert (entry["release"], entry["result"], entry["allow_blocked"]) == ("v1.1.0", "succeeded", True)
+    assert all(r.method == "GET" for r in github.take())  # checked, never changed
+    assert release["name"] == PREFIX + "Shop 1.1.0"  # still blocked for everyone else
+
     # Without a token production cannot see the staging block (documented): it deploys.
     deploy(sim, github, "v1.1.0", PRODUCTION, token=False)
     assert github.requests == []

@@ -355,8 +355,9 @@ def test_rollback_blocks_the_release_rolled_back_from_and_deploys_refuse_it(sim:
     assert refused.outputs["last-successful-release"] == "1.0.0"
     assert refused.outputs["last-attempted-release"] == "1.0.0"
 
-    # Other releases deploy as usual.
-    deploy(sim, "1.1.1")
+    # Other releases deploy as usual; allow-blocked on a release that is not blocked overrides nothing.
+    deploy(sim, "1.1.1", None, "--allow-blocked")
+    assert last_entry(sim)["allow_blocked"] is False
 
     # allow-blocked deploys it once, and says so in the ledger; the block stays.
     forced = deploy(sim, "1.1.0", None, "--allow-blocked")
