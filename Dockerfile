@@ -12,8 +12,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 COPY requirements.txt /tmp/requirements.txt
 # Wheels only: every pin ships amd64 and arm64 wheels, so no compiler is needed and none is installed.
+# Then the diet (bench/dependency_size.py measures it; tests/test_image_diet.py runs the action with these
+# modules made unimportable): the kubernetes client's asyncio half (kubernetes/aio and the packages only it
+# needs) and pip/setuptools are never imported by the action, and are 57% of the venv.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt \
+    && /opt/venv/bin/pip uninstall --yes aiohttp aiohttp-retry aiohappyeyeballs aiosignal attrs frozenlist multidict propcache yarl \
+    && rm -rf /opt/venv/lib/python3.11/site-packages/kubernetes/aio \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 # --- runtime stage: python + the venv + the engine, nothing else ------------------------------------
 FROM python:3.11-slim
