@@ -213,6 +213,9 @@ def test_dry_run_and_calculate_record_nothing(sim: kubesim.Sim) -> None:
     calculate(sim, "1.1.0")
     history = cli(sim, "--mode", "history")
     assert history.code == 0
+    # history shows the ledger next to the revision history
+    assert "### Release ledger (newest 1 of 1)" in history.summary and "### History of" in history.summary
+    assert history.outputs["last-successful-release"] == "1.0.0"
     assert ledger(sim) == before
 
 
@@ -322,7 +325,8 @@ def test_rollback_blocks_the_release_rolled_back_from_and_deploys_refuse_it(sim:
     assert back.code == 0, back.stdout
     assert back.outputs["blocked-release"] == "1.1.0" and back.outputs["blocked"] == "false"
     (block,) = ledger(sim)[1]
-    assert time.strftime("%Y-%m-%dT", time.gmtime()) in block.pop("time")
+    when = block.pop("time")
+    assert time.strftime("%Y-%m-%dT", time.gmtime()) in when
     assert block == {"release": "1.1.0", "namespace": NS, "reason": "checkout returns 500", "actor": "hubot",
                      "run_url": "https://github.example/octo-org/shop/actions/runs/103", "source": "ledger"}
     assert any("blocked release 1.1.0" in n for n in back.commands("notice"))
@@ -337,7 +341,7 @@ def test_rollback_blocks_the_release_rolled_back_from_and_deploys_refuse_it(sim:
         assert refused.code == 1, refused.stdout
         assert refused.outputs["blocked"] == "true" and refused.outputs["blocked-release"] == "1.1.0"
         (error,) = refused.errors
-        assert "refused: release 1.1.0 was blocked by hubot at " in error
+        assert f"refused: release 1.1.0 was blocked by hubot at {when}" in error
         assert block["reason"] in error and "in namespace staging" in error
         assert "mode: unblock and release: 1.1.0" in error and "allow-blocked" in error
         assert "runs/103" in error
