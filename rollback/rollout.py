@@ -1,7 +1,8 @@
 """Waiting for a rollout: a watch on the workload (not a sleep loop), with the rules of `kubectl rollout status`.
 
-The watch resumes from the last resourceVersion it saw when the connection drops, re-lists on 410 Gone, and
-the caller's deadline bounds everything.
+The watch resumes from the last resourceVersion it saw when the connection drops or the server answers with a
+transient error (408, 429, 5xx: an API server restarting behind a load balancer), reads the object again on
+410 Gone (in the stream or as the answer), and the caller's deadline bounds everything, the back-off included.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any, Literal
 from .cluster import ApiFailure
 from .workloads import Obj, RolloutState, Workload
 
-MAX_RECONNECTS = 50
+MAX_RECONNECTS = 50  # consecutive failed attempts (an event received resets the count)
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # answers worth watching again after a pause
+GONE = 410
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
         return state
 
     state = judge(obj)
+    failures = 0  # consecutive, for the back-off and the give-up point
     while True:
         if state.done:
             return RolloutOutcome("complete", state.message, reconnects, obj)
@@ -91,11 +95,9 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
                     kind = event.get("type")
                     if kind == "ERROR":
                         status = event.get("object") or {}
-                        if status.get("code") == 410:  # too old: re-list and watch again from there
-                            obj = workload.read()
-                            break
                         raise ApiFailure(int(status.get("code") or 500), str(status.get("reason")),
                                          str(status.get("message")))
+                    failures = 0
                     if kind == "BOOKMARK":
                         obj["metadata"]["resourceVersion"] = event["object"]["metadata"]["resourceVersion"]
                         continue
@@ -108,12 +110,29 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
                         break
             finally:
                 response.release_conn()
-        except ApiFailure:
-            raise
-        except Exception as err:  # a dropped connection: resume from the last resourceVersion we saw
+        except ApiFailure as err:
+            if err.status == GONE:  # the server no longer reaches back that far: read it and watch from there
+                obj = workload.read()
+                state = judge(obj)
+                continue
+            if err.status not in RETRY_STATUSES:
+                raise
+            failures += 1
             reconnects += 1
-            if reconnects > MAX_RECONNECTS:
+            if failures > MAX_RECONNECTS:
+                raise
+            _pause(failures, deadline, clock)
+            continue
+        except Exception as err:  # a dropped connection: resume from the last resourceVersion we saw
+            failures += 1
+            reconnects += 1
+            if failures > MAX_RECONNECTS:
                 raise ApiFailure(0, "WatchFailed", f"the watch on {workload} kept failing: {err}") from err
-            time.sleep(min(0.1 * reconnects, 2.0))
+            _pause(failures, deadline, clock)
             continue
         state = judge(obj)
+
+
+def _pause(failures: int, deadline: float, clock: Callable[[], float]) -> None:
+    """Back off before watching again: 0.1 s more per consecutive failure, at most 2 s, never past the deadline."""
+    time.sleep(max(0.0, min(0.1 * failures, 2.0, deadline - clock())))
