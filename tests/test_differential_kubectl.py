@@ -58,9 +58,12 @@ def cluster(workdir: str, name: str) -> Iterator[kubesim.Sim]:
         yield sim
 
 
-def build(sim: kubesim.Sim, initial_cause: str | None, deploys: list[tuple[str, str]], limit: int) -> None:
-    sim.apply(deployment_manifest("web", image=IMAGES[0], replicas=2, revision_history_limit=limit,
-                                  change_cause=initial_cause))
+def build(sim: kubesim.Sim, initial_cause: str | None, deploys: list[tuple[str, str]], limit: int,
+          annotations: dict[str, str] | None = None) -> None:
+    manifest = deployment_manifest("web", image=IMAGES[0], replicas=2, revision_history_limit=limit,
+                                   change_cause=initial_cause)
+    manifest["metadata"].setdefault("annotations", {}).update(annotations or {})
+    sim.apply(manifest)
     sim.wait_until(lambda: replica_sets(sim))
     for release, image in deploys:
         run = run_cli(sim, "--mode", "deploy", "--release", release, "--images", f"web={image}",
@@ -113,15 +116,25 @@ class Outcome:
     theirs: Any  # CompletedProcess
     revision: int | None  # the --to-revision given to kubectl (None: previous)
     pruned: bool  # the controller deleted old ReplicaSets before the rollback
+    annotations: dict[str, str]  # of B's Deployment afterwards
 
 
-def differential(initial_cause: str | None, deploys: list[tuple[str, str]], limit: int, pick: Any) -> Outcome:
+def annotate(sim: kubesim.Sim, annotations: dict[str, str]) -> None:
+    result = kubectl(sim, "annotate", "deployment/web", "--overwrite",
+                     *(f"{key}={value}" for key, value in annotations.items()), timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def differential(initial_cause: str | None, deploys: list[tuple[str, str]], limit: int, pick: Any,
+                 annotations: dict[str, str] | None = None, late: dict[str, str] | None = None) -> Outcome:
     """Build the history on A and B, roll back A with us and B with kubectl, compare. ``pick(releases)``
     chooses the target release from those kubectl lists on B (newest revision first), or "" for previous."""
     with tempfile.TemporaryDirectory(prefix="differential-") as workdir, \
             cluster(workdir, "a") as a, cluster(workdir, "b") as b:
         for sim in (a, b):
-            build(sim, initial_cause, deploys, limit)
+            build(sim, initial_cause, deploys, limit, annotations)
+            if late:
+                annotate(sim, late)
         settle(a, b)
         pruned = len(replica_sets(b)) < len({IMAGES[0], *(image for _, image in deploys)})
         before = kubectl_history(b)
@@ -143,7 +156,7 @@ def differential(initial_cause: str | None, deploys: list[tuple[str, str]], limi
             assert ours.code == 1 and len(ours.errors) == 1, ours.stdout
             assert log.app_writes(include_dry_run=True) == []
             assert da["metadata"]["resourceVersion"] == rv_a and db["metadata"]["resourceVersion"] == rv_b
-            return Outcome(ours, theirs, revision, pruned)
+            return Outcome(ours, theirs, revision, pruned, db["metadata"].get("annotations", {}))
         assert ours.code == 0, ours.stdout
         skipped = "skipped rollback" in theirs.stdout
         if skipped:
@@ -179,7 +192,7 @@ def differential(initial_cause: str | None, deploys: list[tuple[str, str]], limi
             assert notes_a[CHANGE_CAUSE] == release
             assert ours.outputs["release"] == release
         assert ours.outputs["revision"] == notes_a[REVISION]
-        return Outcome(ours, theirs, revision, pruned)
+        return Outcome(ours, theirs, revision, pruned, db["metadata"].get("annotations", {}))
 
 
 deploy_histories = st.lists(st.tuples(st.sampled_from(RELEASES), st.sampled_from(IMAGES)), min_size=2, max_size=6)
@@ -231,6 +244,19 @@ def test_reused_replica_set_matches_kubectl() -> None:
     deploys = [("1.0.0", IMG + "b"), ("1.1.0", IMG + "a"), ("2.0.0", IMG + "c")]
     outcome = differential("0.9.0", deploys, 10, lambda releases: "1.0.0")
     assert outcome.revision == 2 and outcome.ours.outputs["revision"] == "5"
+
+
+def test_annotations_kubectl_keeps_or_drops_match() -> None:
+    """kubectl keeps the Deployment's last-applied-configuration (and revision) annotations and takes every
+    other annotation from the ReplicaSet, so one added to the Deployment after that revision is dropped."""
+    applied = json.dumps({"kind": "Deployment", "metadata": {"name": "web"}})
+    outcome = differential(None, [("1.0.0", IMG + "b"), ("1.1.0", IMG + "c")], 10, lambda releases: "1.0.0",
+                           {"kubectl.kubernetes.io/last-applied-configuration": applied, "team.example/owner": "web"},
+                           late={"team.example/pager": "on-call"})
+    assert "rolled back" in outcome.theirs.stdout
+    assert outcome.annotations["kubectl.kubernetes.io/last-applied-configuration"] == applied
+    assert outcome.annotations["team.example/owner"] == "web"
+    assert "team.example/pager" not in outcome.annotations
 
 
 def test_no_previous_revision_both_refuse() -> None:
