@@ -413,10 +413,24 @@ class _RevisionedWorkload(Workload):
             if same_template(template, obj["spec"]["template"]):
                 live = revision.number if live is None else max(live, revision.number)
         revisions.sort(key=lambda r: r.number)
-        numbers = [r.number for r in revisions]
-        pruned = tuple(n for n in range(1, numbers[0])) if numbers else ()
         return History(workload=self.ref, revisions=tuple(revisions), live=live, live_release=release_of(obj),
-                       pruned=pruned, history_limit=obj["spec"].get("revisionHistoryLimit"))
+                       pruned=self.pruned_revisions(obj, revisions),
+                       history_limit=obj["spec"].get("revisionHistoryLimit"))
+
+    @staticmethod
+    def pruned_revisions(obj: Obj, revisions: Sequence[Revision]) -> tuple[int, ...]:
+        """Missing revision numbers below the oldest one left, when a pruning can have happened.
+
+        A ControllerRevision keeps no record of the numbers it had, and a rollback renumbers the target to
+        max + 1, so a gap alone proves nothing. The controllers prune down to ``revisionHistoryLimit`` old
+        revisions plus the live ones and nothing else ever deletes one, so while no more than the limit exist
+        none was pruned, and a gap is a renumbering.
+        """
+        numbers = sorted(r.number for r in revisions)
+        limit = obj["spec"].get("revisionHistoryLimit")
+        if not numbers or len(numbers) <= (10 if limit is None else int(limit)):
+            return ()
+        return tuple(range(1, numbers[0]))
 
     def undo(self, obj: Obj, target: Revision, extra: Mapping[str, str | None], dry_run: bool) -> Obj:
         """kubectl sends the revision's data as a strategic-merge patch (template with ``$patch: replace``).
