@@ -226,6 +226,35 @@ def test_redeploy_of_an_older_release_by_images_keeps_revisions_truthful(fast: k
     assert cause(get(fast, kind)) == "1.0.0"
 
 
+@pytest.mark.parametrize("kind", ("StatefulSet", "DaemonSet"))
+def test_a_renumbered_revision_is_not_reported_as_pruned(fast: kubesim.Sim, kind: str) -> None:
+    """After the rollback, revision 1 is gone because the controller renumbered it to 4, not because the
+    history limit (10) pruned it: no output, log line or error may claim a pruning."""
+    build_history(fast, kind)
+    run = cli(fast, kind, "--mode", "rollback", "--release", "1.0.0")
+    assert run.code == 0, run.stdout
+    (result,) = run.result()
+    assert result["pruned"] == [], result
+    assert "pruned" not in run.stdout
+    missing = cli(fast, kind, "--mode", "rollback", "--release", "0.1.0")
+    assert missing.code == 1, missing.stdout
+    (error,) = [e for e in missing.errors if "0.1.0" in e]
+    assert "never deployed" in error and "pruned" not in error, error
+
+
+@pytest.mark.parametrize("kind", ("StatefulSet", "DaemonSet"))
+def test_a_release_pruned_by_the_history_limit_is_reported_as_pruned(fast: kubesim.Sim, kind: str) -> None:
+    fast.apply(manifest(kind, NAME[kind], revisionHistoryLimit=1))
+    for release in RELEASES:
+        deploy(fast, kind, release)
+    # revision 1 (unlabelled) and 2 (1.0.0) were pruned: the live revision and one older remain
+    assert history_table(fast, kind) == {3: FULL_HISTORY[2], 4: FULL_HISTORY[3]}
+    run = cli(fast, kind, "--mode", "rollback", "--release", "1.0.0")
+    assert run.code == 1, run.stdout
+    (error,) = [e for e in run.errors if "1.0.0" in e]
+    assert "pruned" in error and "revisionHistoryLimit=1" in error, error
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_status_update_during_the_deploy_is_not_a_conflict(fast: kubesim.Sim, kind: str) -> None:
     """The controller writing the status subresource (pods becoming Ready) is not a concurrent change of what we
