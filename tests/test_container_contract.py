@@ -151,12 +151,12 @@ def secret_pieces(sim: kubesim.Sim) -> tuple[str, ...]:
 
 def test_deploy_rollback_and_calculate_through_the_container_environment(app: Path, tmp_path: Path,
                                                                          cluster: kubesim.Sim) -> None:
-    common = {"deployment": "deployment/web", "namespace": "shop", "timeout": "60s"}
+    common = {"deployment": "deployment/web\n", "namespace": "shop", "timeout": "60s"}  # a YAML | block
     plain = kubeconfig_text(cluster)
     encoded = base64.b64encode(plain.encode()).decode()
 
     deploy = run_container(app, tmp_path, {**common, "kubeconfig": plain, "mode": "deploy", "release": "1.1.0",
-                                           "images": f"web={IMG}1.1.0"}, "deploy")
+                                           "images": f"web={IMG}1.1.0\n"}, "deploy")
     assert deploy.code == 0, deploy.stdout + deploy.stderr
     assert set(deploy.outputs) == set(ACTION["outputs"])
     out = deploy.outputs
@@ -179,6 +179,8 @@ def test_deploy_rollback_and_calculate_through_the_container_environment(app: Pa
     assert (out["mode"], out["run-on-rollback"], out["run-on-deploy-or-rollback"], out["run-on-deploy"]) == (
         "rollback", "true", "true", "false")
     assert (out["release"], out["version-change"]) == ("1.2.0", "minor")
+    assert "Calculated mode for 1.1.0: rollback" in calculate.summary
+    assert "| **3** | 1.2.0 |" in calculate.summary  # the history table marks the live revision
     assert history_pairs(cluster, namespace="shop") == [(1, "1.0.0"), (2, "1.1.0"), (3, "1.2.0")]
     assert_secrets_masked(calculate, *secret_pieces(cluster))
 
