@@ -126,6 +126,11 @@ def release_of(obj: Mapping[str, Any]) -> str | None:
     return annotations_of(obj).get(CHANGE_CAUSE)
 
 
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def undo_annotations(workload: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, str]:
     """The annotations ``kubectl rollout undo`` writes on a Deployment: the skipped keys from the Deployment,
     everything else from the target ReplicaSet."""
@@ -494,16 +499,25 @@ class StatefulSet(_RevisionedWorkload):
 
     def stuck_pods(self, obj: Obj, bad_revision_hash: str) -> list[Obj]:
         """Pods still on ``bad_revision_hash`` that are not Ready: OrderedReady waits on them forever."""
-        stuck = []
-        for pod in self.pods(obj):
-            labels = pod["metadata"].get("labels") or {}
-            if labels.get(REVISION_HASH_LABEL) != bad_revision_hash:
-                continue
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-            if not ready:
-                stuck.append(pod)
-        return stuck
+        return [pod for pod in self.pods(obj)
+                if (pod["metadata"].get("labels") or {}).get(REVISION_HASH_LABEL) == bad_revision_hash
+                and not _pod_ready(pod)]
+
+    def blocking_pods(self, obj: Obj) -> list[Obj]:
+        """Pods that are not Ready and not on ``status.updateRevision`` (read after the revert was observed).
+
+        With OrderedReady the controller replaces nothing while such a pod exists, so after a rollback they
+        block it forever. This covers more than the revision that was live before the revert: after two
+        failed deploys in a row the stuck pod runs the older failed revision (the controller never got to
+        replace it), and deleting only pods of the newest one would leave the rollback stuck. A pod on the
+        update revision is left alone even when not Ready yet: it is what the rollout is waiting for.
+        """
+        update = (obj.get("status") or {}).get("updateRevision")
+        if not update:
+            return []
+        return [pod for pod in self.pods(obj)
+                if (pod["metadata"].get("labels") or {}).get(REVISION_HASH_LABEL) != update
+                and not _pod_ready(pod) and not pod["metadata"].get("deletionTimestamp")]
 
     def delete_pod(self, name: str) -> None:
         try:
