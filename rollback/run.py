@@ -344,13 +344,26 @@ def _unstick_statefulset(ctx: Context, target: Target, bad_revision: str | None)
 def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str, Obj]) -> None:
     annotations: dict[str, str | None] = {CHANGE_CAUSE: inputs.release}
     annotations.update(dict.fromkeys(ROLLBACK_ANNOTATIONS))
-    workload, obj = target.workload, target.obj
-    if inputs.images:
-        target.after = workload.set_images(obj, inputs.images, annotations, inputs.dry_run)
-    elif manifests:
-        target.after = workload.apply(manifests[str(workload)], inputs.dry_run)
-    else:
-        target.after = workload.annotate(obj, annotations, inputs.dry_run)
+    workload = target.workload
+    for attempt in range(CONFLICT_RETRIES + 1):
+        obj = target.obj
+        try:
+            if inputs.images:
+                target.after = workload.set_images(obj, inputs.images, annotations, inputs.dry_run)
+            elif manifests:
+                target.after = workload.apply(manifests[str(workload)], inputs.dry_run)
+            else:
+                target.after = workload.annotate(obj, annotations, inputs.dry_run)
+            break
+        except Conflict:
+            # Our write carries the resourceVersion we read; a status update or another writer got in
+            # between. Re-read and write again (the patch only sets images and annotations).
+            if attempt == CONFLICT_RETRIES:
+                raise RunError(f"{workload} kept changing under us ({CONFLICT_RETRIES + 1} attempts); nothing "
+                               f"was overwritten. Find the other writer and run again.") from None
+            target.obj = workload.read()
+            workload.check_changeable(target.obj)
+    assert target.after is not None
     before_template = (obj.get("spec") or {}).get("template") or {}
     template_changed = not obj or not same_template(target.after["spec"]["template"], before_template)
     release_changed = target.history.live_release != inputs.release
@@ -618,8 +631,9 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
 
 def _mark_github(ctx: Context, block: Block) -> None:
     if ctx.releases is None:
-        gha.notice(gha.escape_log(f"no github-token given: the block of {block.release} is kept in the "
-                                  f"in-cluster ledger only, other environments will not see it"))
+        gha.notice(gha.escape_log(f"GitHub Releases are not used (no github-token, or no GITHUB_REPOSITORY): the "
+                                  f"block of {block.release} is kept in the in-cluster ledger only, other "
+                                  f"environments will not see it"))
         return
     outcome = ctx.releases.block(block.release, replace(block, source="github-release"))
     (gha.notice if outcome.level == "notice" else gha.warning)(gha.escape_log(outcome.message))

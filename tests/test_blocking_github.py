@@ -377,7 +377,8 @@ def test_without_a_token_the_block_stays_in_the_cluster_and_github_is_never_call
     deploy(sim, github, "v1.1.0", token=False)
     run = rollback(sim, github, "v1.0.0", token=False)
     assert github.requests == []
-    assert any("no github-token given: the block of v1.1.0 is kept in the in-cluster ledger only" in n
+    assert any("no github-token, or no GITHUB_REPOSITORY): the block of v1.1.0 is kept in the in-cluster ledger "
+               "only" in n
                for n in run.commands("notice"))
     assert release["name"] == "Shop v1.1.0"
     assert ledger_blocks(sim)[0]["release"] == "v1.1.0"
