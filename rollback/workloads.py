@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,7 +27,6 @@ HASH_LABEL = "pod-template-hash"
 REVISION_HASH_LABEL = "controller-revision-hash"
 FIELD_MANAGER = "kube-release-rollback"
 ANNOTATION_PREFIX = "kube-release-rollback.io/"
-GUARD_RETRIES = 3  # re-reads after a conflict that only the status (or metadata) caused
 # Annotations kubectl's undo keeps from the Deployment instead of taking them from the ReplicaSet.
 UNDO_SKIPPED_ANNOTATIONS = (
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -238,16 +237,17 @@ class Workload:
     def set_images(self, obj: Obj, images: Sequence[ImageSpec], annotations: Mapping[str, str | None],
                    dry_run: bool) -> Obj:
         """Change images and annotations in one strategic-merge patch, guarded by the read resourceVersion."""
-        patch = image_patch(obj["spec"]["template"], images)
-        return self._guarded_patch(obj, lambda rv: {
-            "metadata": {"annotations": dict(annotations), "resourceVersion": rv},
-            "spec": {"template": patch},
-        }, "application/strategic-merge-patch+json", dry_run)
+        template = obj["spec"]["template"]
+        body = {
+            "metadata": {"annotations": dict(annotations), "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"template": image_patch(template, images)},
+        }
+        return self._patch(body, "application/strategic-merge-patch+json", dry_run)
 
     def annotate(self, obj: Obj, annotations: Mapping[str, str | None], dry_run: bool) -> Obj:
-        return self._guarded_patch(obj, lambda rv: {"metadata": {"annotations": dict(annotations),
-                                                                 "resourceVersion": rv}},
-                                   "application/merge-patch+json", dry_run)
+        body = {"metadata": {"annotations": dict(annotations),
+                             "resourceVersion": obj["metadata"]["resourceVersion"]}}
+        return self._patch(body, "application/merge-patch+json", dry_run)
 
     def apply(self, manifest: Obj, dry_run: bool) -> Obj:
         """Server-side apply of a full manifest for this workload (field manager of our own, forced)."""
@@ -256,27 +256,6 @@ class Workload:
                                 _content_type="application/apply-patch+yaml", dry_run="All" if dry_run else None)
 
     # plumbing
-
-    def _guarded_patch(self, obj: Obj, body: Callable[[str], Obj], content_type: str, dry_run: bool) -> Obj:
-        """PATCH ``body(resourceVersion)``, guarded by the resourceVersion ``obj`` was read at.
-
-        The resourceVersion also moves when only the status changes (the controllers write it all through a
-        rollout) or when someone else annotates or scales the workload. Such a conflict does not make our
-        patch wrong, since it sets our own annotations and images by container name, so it is retried on a
-        fresh read as long as the pod template is still the one the patch was computed from. A changed template
-        is a concurrent deploy: that conflict is raised.
-        """
-        current = obj
-        for attempt in range(GUARD_RETRIES + 1):
-            try:
-                return self._patch(body(current["metadata"]["resourceVersion"]), content_type, dry_run)
-            except Conflict:
-                if attempt == GUARD_RETRIES:
-                    raise
-                current = self.read()
-                if not same_template(current["spec"]["template"], obj["spec"]["template"]):
-                    raise
-        raise AssertionError("unreachable")
 
     def _patch(self, body: Any, content_type: str, dry_run: bool) -> Obj:
         return self._call_write(self._patch_method(), self.name, self.namespace, body,
