@@ -62,6 +62,19 @@ _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotF
             429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def encode_json(body: Any) -> bytes:
+    """JSON bytes as the real API server (Go's encoding/json) writes them: no spaces, UTF-8, and ``<``, ``>``,
+    ``&``, U+2028, U+2029 escaped. kubectl's StatefulSet/DaemonSet "skipped rollback" check compares a
+    ControllerRevision's ``data`` bytes as served with the bytes Go marshals, so spacing matters."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in _GO_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text.encode("utf-8")
+
+
 class Reconciler(Protocol):
     def reconcile(self) -> None: ...
 
@@ -1156,7 +1169,7 @@ class Api:
                     table = table_for(rt, [obj], self.clock.now(), req.param("includeObject") or "Metadata")
                     table["metadata"] = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
                     obj = table
-                write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                write(encode_json({"type": kind, "object": obj}) + b"\n")
                 sent += 1
 
             visible: set[tuple[str, str]] = set()
@@ -1243,11 +1256,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("OPTIONS")
 
     def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
-        data = json.dumps(body).encode() if self.command != "HEAD" else b""
+        encoded = encode_json(body)
+        data = encoded if self.command != "HEAD" else b""
         self.send_response(code)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(json.dumps(body).encode()) if self.command == "HEAD"
-                                               else len(data)))
+        self.send_header("Content-Length", str(len(encoded)))
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
         if data:
