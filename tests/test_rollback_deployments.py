@@ -301,16 +301,29 @@ def test_deploy_survives_a_concurrent_change_outside_the_pod_template(sim: kubes
     assert run.result()[0]["action"] == "deployed"
 
 
-def test_deploy_refuses_to_overwrite_a_concurrent_deploy(sim: kubesim.Sim) -> None:
+def test_concurrent_deploy_is_re_read_before_ours_is_written(sim: kubesim.Sim) -> None:
+    """Like the undo: the conflict makes us re-read, and only then write; the other deploy stays in history."""
+    three_releases(sim)
+    other = {"metadata": {"annotations": {CHANGE_CAUSE: "R3-hotfix"}},
+             "spec": {"template": {"spec": {"containers": [{"name": "web", "image": IMG + "3h"}]}}}}
+    with RequestLog(sim, before=concurrent_writer(sim, other, SMP)) as log:
+        run = deploy(sim, "R4", IMG + "4")
+    first, second = (w.json() for w in log.app_writes() if w.content_type == SMP and "containers" in str(w.json()))
+    assert int(second["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    assert image_of(get_deployment(sim)) == IMG + "4"
+    assert history_pairs(sim) == [(1, "R1"), (2, "R2"), (3, "R3"), (4, "R3-hotfix"), (5, "R4")]
+    assert run.result()[0]["action"] == "deployed"
+
+
+@pytest.mark.xfail(strict=True, reason="run.py's _deploy conflict retry refreshes target.obj but not target.history, "
+                                       "so previous-release/-revision describe the state before the other writer")
+def test_concurrent_deploy_is_reported_as_the_previous_release(sim: kubesim.Sim) -> None:
     three_releases(sim)
     other = {"metadata": {"annotations": {CHANGE_CAUSE: "R3-hotfix"}},
              "spec": {"template": {"spec": {"containers": [{"name": "web", "image": IMG + "3h"}]}}}}
     with RequestLog(sim, before=concurrent_writer(sim, other, SMP)):
-        run = run_cli(sim, "--mode", "deploy", "--release", "R4", "--images", f"web={IMG}4", *WEB)
-    assert run.code == 1
-    assert "changed by someone else" in single_error(run)
-    assert image_of(get_deployment(sim)) == IMG + "3h"
-    assert history_pairs(sim)[-1] == (4, "R3-hotfix")
+        run = deploy(sim, "R4", IMG + "4")
+    assert (run.outputs["previous-release"], run.outputs["previous-revision"]) == ("R3-hotfix", "4")
 
 
 # -- log injection ---------------------------------------------------------------------------------------------
