@@ -332,6 +332,13 @@ def test_undo_matches_kubectl_except_for_the_change_cause(twins: tuple[kubesim.S
         assert (left_notes[CAUSE], right_notes[CAUSE]) == ("1.2.0", target)
     # the histories agree too: same numbers, same releases, same templates
     assert history_table(theirs, kind) == history_table(ours, kind)
+    # and both see the target as live now: kubectl skips the same revision we skip
+    live_number = max(history_table(ours, kind))
+    again = kubectl(theirs, "rollout", "undo", f"{kind.lower()}/{NAME[kind]}", f"--to-revision={live_number}")
+    assert f"skipped rollback (current template already matches revision {live_number})" in again.stdout + \
+        again.stderr, again
+    rerun = cli(ours, kind, "--mode", "rollback", "--release", target)
+    assert (rerun.code, rerun.outputs["skipped"], rerun.outputs["revision"]) == (0, "true", str(live_number))
 
 
 # -- StatefulSet forced rollback --------------------------------------------------------------------------------
