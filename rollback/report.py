@@ -95,8 +95,14 @@ class RunReport:
 
     @property
     def applied_mode(self) -> str:
-        """The calculated mode when there is one, else the requested mode."""
-        return self.decision.mode if self.decision else self.mode
+        """What the run did: an explicit rollback is a rollback (even when skipped), an explicit deploy of the
+        live release a redeploy; auto and calculate report the calculated mode."""
+        calculated = self.decision.mode if self.decision else None
+        if self.mode == "rollback":
+            return "rollback"
+        if self.mode == "deploy":
+            return "redeploy" if calculated == "redeploy" else "deploy"
+        return calculated or self.mode
 
 
 def _text(value: object) -> str:

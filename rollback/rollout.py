@@ -23,14 +23,14 @@ GONE = 410
 
 @dataclass(frozen=True)
 class RolloutOutcome:
-    result: Literal["complete", "failed", "timeout"]
+    result: Literal["complete", "failed", "timeout", "not-waited"]
     message: str
     reconnects: int = 0
     obj: Obj | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result == "complete"
+        return self.result in ("complete", "not-waited")
 
 
 def _list_method(workload: Workload) -> Any:
@@ -76,6 +76,8 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
         return state
 
     state = judge(obj)
+    if not state.waitable:
+        return RolloutOutcome("not-waited", state.message, reconnects, obj)
     failures = 0  # consecutive, for the back-off and the give-up point
     while True:
         if state.done:

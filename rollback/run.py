@@ -120,8 +120,9 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     for target in targets:
         facts = state.facts(str(target.workload)) if state is not None and state.entries else None
         target.decision = calculate(inputs.release, target.history, facts)
-        for warning in target.decision.warnings:
-            gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
+        if mode != "rollback":  # the decision's warnings are about deploying; a rollback does not deploy
+            for warning in target.decision.warnings:
+                gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
     overall = _overall(targets)
     if mode == "calculate":
         return _report(inputs, targets, overall)
@@ -132,13 +133,13 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     if refusal is not None:
         return refusal
     _prepare_rollbacks(inputs, rollbacks)
-    for target in targets:
-        if not target.skipped and target.obj:
+    for target in targets:  # like kubectl, a paused Deployment is refused even when the target is live
+        if target.obj:
             target.workload.check_changeable(target.obj)
     changed: list[Target] = []
     try:
         for target in rollbacks:
-            _rollback(inputs, ctx, target)
+            _rollback(inputs, ctx, target, deadline)
             if target.changed:
                 changed.append(target)
         for target in deploys:
@@ -152,17 +153,22 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         for target in targets:
             target.rollout = "not-waited" if target.changed else "n/a"
         return _finish(inputs, targets, overall)
-    failed = _wait_all(ctx, changed, deadline)
+    # When a failure would be put back, the forward wait keeps a third of the timeout for that, so the
+    # timeout bounds the whole step and the restore is still waited for.
+    compensate = bool(rollbacks) or inputs.rollback_on_failure or len(targets) > 1
+    failed = _wait_all(ctx, changed, deadline - inputs.timeout / 3 if compensate else deadline)
     if not failed:
         return _finish(inputs, targets, overall)
     message = _failure_message(failed)
-    compensate = bool(rollbacks) or inputs.rollback_on_failure
+    failed_release = inputs.release if deploys else None
+    # A rollback always puts things back; so does a release of several workloads (all or nothing);
+    # a single-workload deploy only with rollback-on-failure.
     if not compensate:
-        return _finish(inputs, targets, overall, error=message)
-    restored = _compensate(inputs, ctx, changed, ctx.now() + max(inputs.timeout, 60.0), why=message)
-    report = _finish(inputs, targets, overall, error=message)
+        return replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
+    restored = _compensate(inputs, ctx, changed, deadline, why=message)
+    report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
     if restored and deploys and inputs.rollback_on_failure:
-        return replace(report, rolled_back=True, failed_release=inputs.release)
+        return replace(report, rolled_back=True)
     return report
 
 
@@ -279,7 +285,7 @@ def _rollback_annotations(inputs: Inputs, ctx: Context, target: Target) -> dict[
     }
 
 
-def _rollback(inputs: Inputs, ctx: Context, target: Target) -> None:
+def _rollback(inputs: Inputs, ctx: Context, target: Target, deadline: float) -> None:
     assert target.revision is not None
     if target.skipped:
         target.action = "skipped"
@@ -312,17 +318,18 @@ def _rollback(inputs: Inputs, ctx: Context, target: Target) -> None:
                       f"({target.revision.release or '<none>'})")
     gha.info(gha.escape_log(f"{target.workload}: {target.message}"))
     if isinstance(target.workload, StatefulSet) and inputs.force_statefulset_rollback and not inputs.dry_run:
-        _unstick_statefulset(ctx, target, before_update_revision)
+        _unstick_statefulset(ctx, target, before_update_revision, deadline)
 
 
-def _unstick_statefulset(ctx: Context, target: Target, bad_revision: str | None) -> None:
-    """OrderedReady waits forever for a pod of the failed revision that never becomes Ready. After the revert,
-    delete those pods (only those) so the controller recreates them from the restored template."""
+def _unstick_statefulset(ctx: Context, target: Target, bad_revision: str | None, deadline: float) -> None:
+    """OrderedReady waits forever for a pod of a failed revision that never becomes Ready. After the revert,
+    delete the not-Ready pods that are not on the restored revision (only those) so the controller recreates
+    them from the restored template."""
     if not bad_revision:
         return
     workload = target.workload
     assert isinstance(workload, StatefulSet)
-    settle = ctx.now() + OBSERVE_WAIT
+    settle = min(deadline, ctx.now() + OBSERVE_WAIT)
     obj = workload.read()
     while ctx.now() < settle and ((obj.get("status") or {}).get("updateRevision") == bad_revision
                                   or not workload.observed(obj)):
@@ -330,8 +337,7 @@ def _unstick_statefulset(ctx: Context, target: Target, bad_revision: str | None)
         obj = workload.read()
     if (obj.get("status") or {}).get("updateRevision") == bad_revision:
         return
-    bad_hash = bad_revision.rsplit("-", 1)[-1]
-    for pod in workload.stuck_pods(obj, bad_hash) + workload.stuck_pods(obj, bad_revision):
+    for pod in workload.blocking_pods(obj):
         name = pod["metadata"]["name"]
         if name in target.stuck_pods:
             continue
@@ -362,6 +368,7 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
                 raise RunError(f"{workload} kept changing under us ({CONFLICT_RETRIES + 1} attempts); nothing "
                                f"was overwritten. Find the other writer and run again.") from None
             target.obj = workload.read()
+            target.history = workload.history(target.obj)
             workload.check_changeable(target.obj)
     assert target.after is not None
     before_template = (obj.get("spec") or {}).get("template") or {}
@@ -392,10 +399,13 @@ def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Targ
         with gha.group(f"Waiting for {target.workload} to roll out"):
             outcome = _wait(ctx, target, deadline)
         target.rollout = outcome.result
-        if not outcome.ok:
+        if outcome.result == "not-waited":
+            gha.notice(gha.escape_log(outcome.message))
+        if not outcome.ok:  # reported once, as the run's error; compensation may still put it back
             target.message = outcome.message
+            target.action = "failed"
             failed.append(target)
-            gha.error(gha.escape_log(f"{target.workload}: {outcome.message}"))
+            gha.info(gha.escape_log(f"{target.workload}: rollout {outcome.result}: {outcome.message}"))
     return failed
 
 
@@ -414,27 +424,32 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
     all_restored = True
     for target in changed:
         try:
-            restored = _restore(inputs, ctx, target)
+            restored = _restore(inputs, ctx, target, deadline)
         except (WorkloadError, ApiFailure, RunError) as err:
             gha.error(gha.escape_log(f"{target.workload}: could not be put back: {err}"))
             target.action = "failed"
             all_restored = False
             continue
+        note = ""
         if restored and inputs.wait:
             with gha.group(f"Waiting for {target.workload} to be restored"):
                 outcome = _wait(ctx, target, deadline)
-            if not outcome.ok:
-                gha.error(gha.escape_log(f"{target.workload}: restoring it did not finish: {outcome.message}"))
+            target.rollout = outcome.result
+            if outcome.result == "failed":
+                gha.error(gha.escape_log(f"{target.workload}: restoring it failed: {outcome.message}"))
                 all_restored = False
                 target.action = "failed"
                 continue
+            if outcome.result == "timeout":  # the template is back; the timeout bounds the step, not the cluster
+                note = "; its rollout had not finished when the timeout ran out"
+                gha.warning(gha.escape_log(f"{target.workload}: put back, but {outcome.message}"))
         target.action = "compensated"
         target.message = (f"put back to {target.history.live_release or '<none>'} after the run failed "
-                          f"({target.message or why})")
+                          f"({target.message or why}){note}")
     return all_restored
 
 
-def _restore(inputs: Inputs, ctx: Context, target: Target) -> bool:
+def _restore(inputs: Inputs, ctx: Context, target: Target, deadline: float) -> bool:
     """Undo to the template that was live before the run, then put the change-cause back if it differs."""
     workload = target.workload
     if not target.obj:
@@ -453,7 +468,7 @@ def _restore(inputs: Inputs, ctx: Context, target: Target) -> bool:
         before_update_revision = (current.get("status") or {}).get("updateRevision")
         workload.undo(current, revision, extra, dry_run=False)
         if isinstance(workload, StatefulSet) and inputs.force_statefulset_rollback:
-            _unstick_statefulset(ctx, target, before_update_revision)
+            _unstick_statefulset(ctx, target, before_update_revision, deadline)
         restored = True
         current = workload.read()
     if (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) != target.history.live_release:
@@ -525,6 +540,9 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
     try:
         return ctx.ledger.load()
     except LedgerError as err:
+        if err.status == 401:
+            raise RunError("the Kubernetes API answered 401 Unauthorized: the credentials were rejected; check "
+                           "the kubeconfig or token input", "kubeconfig") from None
         raise RunError(f"the release ledger could not be read: {err} (grant the permissions in the README's "
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 

@@ -59,6 +59,7 @@ class RolloutState:
     done: bool
     failed: bool
     message: str
+    waitable: bool = True  # False: there is no rollout to wait for (OnDelete update strategy)
 
 
 # -- pure helpers ----------------------------------------------------------------------------------------------
@@ -432,8 +433,11 @@ class _RevisionedWorkload(Workload):
 
     def _rolling_update_required(self, obj: Obj, strategy_key: str) -> RolloutState | None:
         strategy = (obj.get("spec") or {}).get(strategy_key) or {}
-        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-            return RolloutState(False, True, "rollout status is only available for RollingUpdate strategy type")
+        kind = strategy.get("type", "RollingUpdate")
+        if kind != "RollingUpdate":  # kubectl: "rollout status is only available for RollingUpdate strategy type"
+            return RolloutState(False, False, f"{self} uses the {kind} update strategy: its pods change only when "
+                                              f"they are deleted, so there is no rollout to wait for",
+                                waitable=False)
         return None
 
 
@@ -475,12 +479,6 @@ class StatefulSet(_RevisionedWorkload):
         listed = self.api.call(self.api.core.list_namespaced_pod, self.namespace,
                                label_selector=selector_string(obj["spec"].get("selector")))
         return self._owned(obj, listed.get("items") or [])
-
-    def stuck_pods(self, obj: Obj, bad_revision_hash: str) -> list[Obj]:
-        """Pods still on ``bad_revision_hash`` that are not Ready: OrderedReady waits on them forever."""
-        return [pod for pod in self.pods(obj)
-                if (pod["metadata"].get("labels") or {}).get(REVISION_HASH_LABEL) == bad_revision_hash
-                and not _pod_ready(pod)]
 
     def blocking_pods(self, obj: Obj) -> list[Obj]:
         """Pods that are not Ready and not on ``status.updateRevision`` (read after the revert was observed).

@@ -267,9 +267,7 @@ def test_release_not_in_history_fails_with_outputs_written(app: Path, tmp_path: 
 
 @pytest.mark.parametrize("ledger", [
     "false",
-    pytest.param("true", marks=pytest.mark.xfail(strict=True, reason=(
-        "run.py loads the ledger first and ledger.py reports a 401 like a 403: the rejected credentials show "
-        "up as 'Invalid input: ledger ... grant configmaps get' instead of a kubeconfig/token problem"))),
+    "true",
 ])
 def test_rejected_token_is_reported_without_printing_it(app: Path, tmp_path: Path, cluster: kubesim.Sim,
                                                         ledger: str) -> None:

@@ -157,7 +157,7 @@ def test_entries_after_deploy_rollback_and_failed_deploys(sim: kubesim.Sim) -> N
     entry = last_entry(sim)
     assert (entry["release"], entry["mode"], entry["result"]) == ("1.3.0", "deploy", "failed")
     assert entry["images"] == [f"web={BROKEN}"]
-    assert left.outputs["rolled-back"] == "false" and left.outputs["failed-release"] == ""
+    assert left.outputs["rolled-back"] == "false" and left.outputs["failed-release"] == "1.3.0"
     assert left.outputs["last-successful-release"] == "1.0.0"
     assert left.outputs["last-attempted-release"] == "1.3.0"
     assert change_cause(sim) == "1.3.0"

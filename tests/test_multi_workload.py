@@ -109,10 +109,7 @@ def test_all_workloads_roll_back_together(fast: kubesim.Sim) -> None:
 
 @pytest.mark.parametrize("flag", [
     pytest.param("--rollback-on-failure", id="rollback-on-failure"),
-    pytest.param("--no-rollback-on-failure", id="default", marks=pytest.mark.xfail(strict=True, reason=(
-        "run.py compensates a failed deploy only with rollback-on-failure (compensate = bool(rollbacks) or "
-        "inputs.rollback_on_failure); a multi-workload deploy whose later workload fails leaves the others "
-        "changed, though the README and issue 4 say every changed workload is put back (exit code 2)"))),
+    pytest.param("--no-rollback-on-failure", id="default"),
 ])
 def test_deploy_whose_second_workload_fails_puts_every_workload_back(fast: kubesim.Sim, tmp_path: Any,
                                                                      flag: str) -> None:

@@ -106,8 +106,6 @@ def test_release_not_in_history_lists_available_releases_and_changes_nothing(sim
     assert run.outputs["skipped"] == "false"
 
 
-@pytest.mark.xfail(strict=True, reason="run.py prints the calculated decision's warnings in every mode: a rollback "
-                                       "to a missing lower release warns 'deploying it as a new release', then fails")
 def test_missing_release_rollback_does_not_claim_to_deploy(sim: kubesim.Sim) -> None:
     make_deployment(sim, "web", image=IMG + "1", change_cause="1.0.0")
     deploy(sim, "1.1.0", IMG + "2")
@@ -195,8 +193,6 @@ def test_paused_deployment_is_refused_with_resume_advice_and_unchanged(sim: kube
     assert history_pairs(sim) == [(1, "R1"), (2, "R2"), (3, "R3")]
 
 
-@pytest.mark.xfail(strict=True, reason="run.py checks paused only for targets that are not skipped; kubectl "
-                                       "refuses a paused Deployment before its no-op check")
 def test_paused_deployment_with_target_live_fails_like_kubectl(sim: kubesim.Sim) -> None:
     three_releases(sim)
     pause(sim)
@@ -315,8 +311,6 @@ def test_concurrent_deploy_is_re_read_before_ours_is_written(sim: kubesim.Sim) -
     assert run.result()[0]["action"] == "deployed"
 
 
-@pytest.mark.xfail(strict=True, reason="run.py's _deploy conflict retry refreshes target.obj but not target.history, "
-                                       "so previous-release/-revision describe the state before the other writer")
 def test_concurrent_deploy_is_reported_as_the_previous_release(sim: kubesim.Sim) -> None:
     three_releases(sim)
     other = {"metadata": {"annotations": {CHANGE_CAUSE: "R3-hotfix"}},
@@ -554,8 +548,6 @@ def test_broken_image_fails_when_the_progress_deadline_is_exceeded(tmp_path: Any
         assert run.outputs["rolled-back"] == "false"
 
 
-@pytest.mark.xfail(strict=True, reason="run.py: a deploy whose rollout failed (no rollback-on-failure) reports "
-                                       "action 'deployed', an empty failed-release and the error twice")
 def test_failed_deploy_is_reported_as_failed_once(tmp_path: Any) -> None:
     with kubesim.serve(knobs=Knobs(ready_delay=0.5), time_scale=10,
                        kubeconfig_path=str(tmp_path / "kubeconfig")) as sim:

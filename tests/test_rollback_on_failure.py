@@ -125,9 +125,9 @@ def test_without_the_flag_the_failed_release_stays(fast: kubesim.Sim, kind: str)
     assert run.code == 1, run.stdout
     assert run.outputs["rolled-back"] == "false"
     assert run.outputs["release"] == "2.0.0"
-    assert run.outputs["failed-release"] in ("", "2.0.0")
+    assert run.outputs["failed-release"] == "2.0.0"
     (result,) = run.result()
-    assert result["action"] == "deployed" and result["rollout"] in ("failed", "timeout"), result
+    assert result["action"] == "failed" and result["rollout"] in ("failed", "timeout"), result
     assert image_and_cause(get(fast, kind)) == (BAD, "2.0.0")
     assert not all_pods_ready_on(fast, kind, BAD)
 

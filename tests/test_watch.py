@@ -212,10 +212,6 @@ def test_timeout_bounds_a_rollout_that_never_finishes(sim: kubesim.Sim, workload
     assert any("timed out waiting for" in e for e in run.errors), run.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "run.py gives compensation a fresh budget after the wait used up the step's timeout "
-    "(ctx.now() + max(inputs.timeout, 60.0)), so a restore that cannot finish keeps the step running for "
-    "another minute; action.yml documents timeout as the upper bound for the whole step"))
 @pytest.mark.parametrize("workload", ["StatefulSet"], indirect=True)
 def test_timeout_bounds_the_step_including_the_restore(sim: kubesim.Sim, workload: str, tmp_path: Any) -> None:
     """rollback-on-failure without the forced StatefulSet rollback: the restore can never finish (the broken

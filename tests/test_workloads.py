@@ -145,7 +145,8 @@ def test_statefulset_and_daemonset_rollout_state() -> None:
                                                  "currentRevision": "db-b", "updateRevision": "db-b"}})
     assert done.done and done.message == "statefulset rolling update complete 2 pods at revision db-b..."
     on_delete = sts.rollout_state({**base, "spec": {"updateStrategy": {"type": "OnDelete"}}})
-    assert on_delete.failed and "only available for RollingUpdate" in on_delete.message
+    assert not on_delete.waitable and not on_delete.failed and not on_delete.done
+    assert "OnDelete update strategy" in on_delete.message
 
     ds = DaemonSet(None, "default", "agent")  # type: ignore[arg-type]
     obj = {"metadata": {"generation": 2}, "spec": {},
