@@ -97,7 +97,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         api = Api(connection.api_client)
         ctx = Context(
             api=api, github=GitHubContext.from_env(environ),
-            ledger=ConfigMapLedger(api.core, inputs.namespace) if inputs.ledger else None,
+            ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
             releases=_releases(inputs, environ),
             manifest_loader=lambda given: manifests.load(given.manifests, workspace))
         report = execute(inputs, ctx)

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
+from rollback.cluster import Api, ApiFailure, resource_path
 from rollback.modes import LedgerFacts
 
 LEDGER_NAME = "kube-release-rollback-ledger"
@@ -415,7 +413,8 @@ class LedgerError(Exception):
 class ConfigMapLedger:
     """The ledger of one namespace, stored in a ConfigMap.
 
-    ``core_v1_api`` is a ``kubernetes.client.CoreV1Api``. Needs ``configmaps`` ``get``, ``create``, ``update``
+    ``api`` is a ``rollback.cluster.Api`` (raw JSON through the official client). Needs ``configmaps`` ``get``,
+    ``create``, ``update``
     in the namespace. ``update`` is a read-modify-write with optimistic concurrency
     (``metadata.resourceVersion``): on a conflict it re-reads and re-applies ``change``, so concurrent writers
     all land.
@@ -423,7 +422,7 @@ class ConfigMapLedger:
 
     def __init__(
         self,
-        core_v1_api: Any,
+        api: Api,
         namespace: str,
         name: str = LEDGER_NAME,
         *,
@@ -433,7 +432,7 @@ class ConfigMapLedger:
         sleep: Callable[[float], None] = _time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.api = core_v1_api
+        self.api = api
         self.namespace = namespace
         self.name = name
         self.max_attempts = max_attempts
@@ -468,62 +467,50 @@ class ConfigMapLedger:
                 return state
             try:
                 if current is None:
-                    written = self.api.create_namespaced_config_map(
-                        self.namespace, self._body(new, None), dry_run=dry, field_manager=MANAGED_BY
-                    )
+                    written = self.api.create(resource_path("", self.namespace, "configmaps"),
+                                              self._body(new, None), dryRun=dry, fieldManager=MANAGED_BY)
                 else:
-                    written = self.api.replace_namespaced_config_map(
-                        self.name,
-                        self.namespace,
-                        self._body(new, current),
-                        dry_run=dry,
-                        field_manager=MANAGED_BY,
-                    )
-            except ApiException as exc:
+                    written = self.api.replace(resource_path("", self.namespace, "configmaps", self.name),
+                                               self._body(new, current), dryRun=dry, fieldManager=MANAGED_BY)
+            except ApiFailure as exc:
                 # 409 Conflict / AlreadyExists, or 404 on replace (deleted meanwhile): re-read and retry.
                 # A 404 on create means the namespace itself is missing: retrying cannot help.
                 if exc.status == 409 or (exc.status == 404 and current is not None):
                     continue
                 raise self._error("write", exc) from exc
-            return LedgerState.from_data(getattr(written, "data", None) or new.to_data(), where=self.where)
+            return LedgerState.from_data(written.get("data") or new.to_data(), where=self.where)
         raise LedgerError(
             f"could not write {self.where}: {self.max_attempts} attempts in a row lost to concurrent "
             f"writers; run again",
             status=409,
         )
 
-    def _read(self) -> tuple[LedgerState, Any]:
+    def _read(self) -> tuple[LedgerState, dict[str, Any] | None]:
         try:
-            cm = self.api.read_namespaced_config_map(self.name, self.namespace)
-        except ApiException as exc:
+            cm = self.api.get(resource_path("", self.namespace, "configmaps", self.name))
+        except ApiFailure as exc:
             if exc.status == 404:
                 return LedgerState(exists=False), None
             raise self._error("read", exc) from exc
-        return LedgerState.from_data(cm.data, exists=True, where=self.where), cm
+        return LedgerState.from_data(cm.get("data"), exists=True, where=self.where), cm
 
-    def _body(self, state: LedgerState, current: Any) -> k8s.V1ConfigMap:
+    def _body(self, state: LedgerState, current: Mapping[str, Any] | None) -> dict[str, Any]:
         labels: dict[str, str] = {}
-        annotations = None
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         data: dict[str, str] = {}
-        resource_version = None
         if current is not None:
-            meta = current.metadata
-            labels.update(meta.labels or {})
-            annotations = meta.annotations
-            resource_version = meta.resource_version
-            data.update(current.data or {})  # keep keys we do not own
+            old = current.get("metadata") or {}
+            labels.update(old.get("labels") or {})
+            if old.get("annotations"):
+                meta["annotations"] = old["annotations"]
+            meta["resourceVersion"] = old.get("resourceVersion")
+            data.update(current.get("data") or {})  # keep keys we do not own
         labels[MANAGED_BY_LABEL] = MANAGED_BY
+        meta["labels"] = labels
         data.update(state.to_data())
-        meta = k8s.V1ObjectMeta(
-            name=self.name,
-            namespace=self.namespace,
-            labels=labels,
-            annotations=annotations,
-            resource_version=resource_version,
-        )
-        return k8s.V1ConfigMap(api_version="v1", kind="ConfigMap", metadata=meta, data=data)
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
-    def _error(self, verb: str, exc: ApiException) -> LedgerError:
+    def _error(self, verb: str, exc: ApiFailure) -> LedgerError:
         status = exc.status
         if status in (401, 403):
             verbs = "get" if verb == "read" else "get, create and update"

@@ -33,15 +33,6 @@ class RolloutOutcome:
         return self.result in ("complete", "not-waited")
 
 
-def _list_method(workload: Workload) -> Any:
-    apps = workload.api.apps
-    return {
-        "Deployment": apps.list_namespaced_deployment,
-        "StatefulSet": apps.list_namespaced_stateful_set,
-        "DaemonSet": apps.list_namespaced_daemon_set,
-    }[workload.kind]
-
-
 def _events(response: Any) -> Any:
     """JSON watch events from a streaming response, one per line."""
     buffer = b""
@@ -89,9 +80,9 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
             return RolloutOutcome("timeout", f"timed out waiting for {workload}: {state.message}", reconnects, obj)
         resource_version = obj["metadata"]["resourceVersion"]
         try:
-            response = workload.api.stream(_list_method(workload), workload.namespace, timeout=remaining,
-                                           field_selector=f"metadata.name={workload.name}",
-                                           resource_version=resource_version, allow_watch_bookmarks=True)
+            response = workload.api.watch(workload.path(workload.plural), timeout=remaining,
+                                          fieldSelector=f"metadata.name={workload.name}",
+                                          resourceVersion=resource_version, allowWatchBookmarks=True)
             try:
                 for event in _events(response):
                     kind = event.get("type")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .cluster import Api, ApiFailure
+from .cluster import Api, ApiFailure, resource_path
 from .history import History, Revision
 from .inputs import ImageSpec, WorkloadRef
 
@@ -191,6 +191,7 @@ class Workload:
     """One workload in one namespace. Subclasses supply the kind-specific calls and rules."""
 
     kind: ClassVar[str]
+    plural: ClassVar[str]
     history_source: ClassVar[str]
 
     def __init__(self, api: Api, namespace: str, name: str):
@@ -252,21 +253,20 @@ class Workload:
 
     def apply(self, manifest: Obj, dry_run: bool) -> Obj:
         """Server-side apply of a full manifest for this workload (field manager of our own, forced)."""
-        return self._call_write(self._apply_method(), self.name, self.namespace, manifest,
-                                field_manager=FIELD_MANAGER, force=True,
-                                _content_type="application/apply-patch+yaml", dry_run="All" if dry_run else None)
+        return self._patch(manifest, "application/apply-patch+yaml", dry_run, force=True)
 
     # plumbing
 
-    def _patch(self, body: Any, content_type: str, dry_run: bool) -> Obj:
-        return self._call_write(self._patch_method(), self.name, self.namespace, body,
-                                field_manager=FIELD_MANAGER, _content_type=content_type,
-                                dry_run="All" if dry_run else None)
+    def path(self, plural: str | None = None, name: str | None = None) -> str:
+        """This workload's URL path, or with ``plural`` a collection in its namespace (``replicasets``)."""
+        if plural is None:
+            return resource_path("apps", self.namespace, self.plural, self.name)
+        return resource_path("" if plural == "pods" else "apps", self.namespace, plural, name)
 
-    def _call_write(self, method: Any, *args: Any, **kwargs: Any) -> Obj:
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    def _patch(self, body: Any, content_type: str, dry_run: bool, force: bool | None = None) -> Obj:
         try:
-            return self.api.call(method, *args, **kwargs)
+            return self.api.patch(self.path(), body, content_type, fieldManager=FIELD_MANAGER, force=force,
+                                  dryRun="All" if dry_run else None)
         except ApiFailure as err:
             if err.status == 409 or (err.status == 422 and _failed_test_op(err)):
                 raise Conflict(f"{self} was changed by someone else while we were changing it") from None
@@ -275,13 +275,7 @@ class Workload:
             raise
 
     def _read(self) -> Obj:
-        raise NotImplementedError
-
-    def _patch_method(self) -> Any:
-        raise NotImplementedError
-
-    def _apply_method(self) -> Any:
-        return self._patch_method()
+        return self.api.get(self.path())
 
     def _owned(self, obj: Obj, items: Iterable[Obj]) -> list[Obj]:
         uid = obj["metadata"]["uid"]
@@ -290,17 +284,11 @@ class Workload:
 
 class Deployment(Workload):
     kind = "Deployment"
+    plural = "deployments"
     history_source = "ReplicaSet"
 
-    def _read(self) -> Obj:
-        return self.api.call(self.api.apps.read_namespaced_deployment, self.name, self.namespace)
-
-    def _patch_method(self) -> Any:
-        return self.api.apps.patch_namespaced_deployment
-
     def replica_sets(self, obj: Obj) -> list[Obj]:
-        listed = self.api.call(self.api.apps.list_namespaced_replica_set, self.namespace,
-                               label_selector=selector_string(obj["spec"].get("selector")))
+        listed = self.api.get(self.path("replicasets"), labelSelector=selector_string(obj["spec"].get("selector")))
         return self._owned(obj, listed.get("items") or [])
 
     def history(self, obj: Obj) -> History:
@@ -374,8 +362,8 @@ class _RevisionedWorkload(Workload):
     history_source = "ControllerRevision"
 
     def controller_revisions(self, obj: Obj) -> list[Obj]:
-        listed = self.api.call(self.api.apps.list_namespaced_controller_revision, self.namespace,
-                               label_selector=selector_string(obj["spec"].get("selector")))
+        listed = self.api.get(self.path("controllerrevisions"),
+                              labelSelector=selector_string(obj["spec"].get("selector")))
         return self._owned(obj, listed.get("items") or [])
 
     @staticmethod
@@ -443,12 +431,8 @@ class _RevisionedWorkload(Workload):
 
 class StatefulSet(_RevisionedWorkload):
     kind = "StatefulSet"
+    plural = "statefulsets"
 
-    def _read(self) -> Obj:
-        return self.api.call(self.api.apps.read_namespaced_stateful_set, self.name, self.namespace)
-
-    def _patch_method(self) -> Any:
-        return self.api.apps.patch_namespaced_stateful_set
 
     def rollout_state(self, obj: Obj) -> RolloutState:
         unsupported = self._rolling_update_required(obj, "updateStrategy")
@@ -476,8 +460,7 @@ class StatefulSet(_RevisionedWorkload):
                                          f"pods at revision {status.get('currentRevision')}...")
 
     def pods(self, obj: Obj) -> list[Obj]:
-        listed = self.api.call(self.api.core.list_namespaced_pod, self.namespace,
-                               label_selector=selector_string(obj["spec"].get("selector")))
+        listed = self.api.get(self.path("pods"), labelSelector=selector_string(obj["spec"].get("selector")))
         return self._owned(obj, listed.get("items") or [])
 
     def blocking_pods(self, obj: Obj) -> list[Obj]:
@@ -498,7 +481,7 @@ class StatefulSet(_RevisionedWorkload):
 
     def delete_pod(self, name: str) -> None:
         try:
-            self.api.call(self.api.core.delete_namespaced_pod, name, self.namespace)
+            self.api.delete(self.path("pods", name))
         except ApiFailure as err:
             if not err.is_not_found:
                 raise
@@ -506,12 +489,8 @@ class StatefulSet(_RevisionedWorkload):
 
 class DaemonSet(_RevisionedWorkload):
     kind = "DaemonSet"
+    plural = "daemonsets"
 
-    def _read(self) -> Obj:
-        return self.api.call(self.api.apps.read_namespaced_daemon_set, self.name, self.namespace)
-
-    def _patch_method(self) -> Any:
-        return self.api.apps.patch_namespaced_daemon_set
 
     def rollout_state(self, obj: Obj) -> RolloutState:
         unsupported = self._rolling_update_required(obj, "updateStrategy")

@@ -6,6 +6,7 @@ once) and against a tiny in-memory stand-in for the error paths kubesim is not n
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -19,11 +20,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
 from kubesim import serve
+from rollback.cluster import Api, ApiFailure
 from rollback.ledger import (
     BLOCKS_KEY,
     DRY_RUN,
@@ -356,65 +356,60 @@ def test_tolerant_parsing_and_refusals() -> None:
 # --- ConfigMapLedger against an in-memory stand-in (error paths) --------------------------------------------------
 
 
-class FakeCoreV1:
-    """Just enough of CoreV1Api for one ConfigMap: resourceVersion checks, 404/409, and failure injection."""
+class FakeApi:
+    """Just enough of rollback.cluster.Api for one ConfigMap: resourceVersion checks, 404/409, and failure
+    injection."""
 
     def __init__(self) -> None:
-        self.cm: Any = None  # the stored V1ConfigMap
+        self.cm: Any = None  # the stored ConfigMap (a dict, as the API server answers)
         self.rv = 0
         self.calls: list[tuple[str, str | None]] = []
         self.fail_writes: list[int] = []  # statuses to answer the next writes with
 
-    def read_namespaced_config_map(self, name: str, namespace: str) -> k8s.V1ConfigMap:
+    def get(self, path: str, **query: Any) -> dict[str, Any]:
         self.calls.append(("read", None))
         if self.cm is None:
-            raise ApiException(status=404, reason="Not Found")
-        return self.cm
+            raise ApiFailure(404, "NotFound", "not found")
+        return copy.deepcopy(self.cm)  # type: ignore[no-any-return]
 
-    def _write(self, verb: str, body: Any, dry_run: str | None) -> k8s.V1ConfigMap:
+    def _write(self, verb: str, body: Any, dry_run: str | None) -> dict[str, Any]:
         self.calls.append((verb, dry_run))
         if self.fail_writes:
-            raise ApiException(status=self.fail_writes.pop(0), reason="injected")
+            raise ApiFailure(self.fail_writes.pop(0), "injected", "injected")
         if verb == "create" and self.cm is not None:
-            raise ApiException(status=409, reason="AlreadyExists")
-        if verb == "replace" and body.metadata.resource_version != self.cm.metadata.resource_version:
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiFailure(409, "AlreadyExists", "already exists")
+        if verb == "replace" and body["metadata"].get("resourceVersion") != self.cm["metadata"]["resourceVersion"]:
+            raise ApiFailure(409, "Conflict", "conflict")
+        body = copy.deepcopy(body)
         if dry_run:
-            return body
+            return body  # type: ignore[no-any-return]
         self.rv += 1
-        body.metadata.resource_version = str(self.rv)
+        body["metadata"]["resourceVersion"] = str(self.rv)
         self.cm = body
-        return body
+        return copy.deepcopy(body)  # type: ignore[no-any-return]
 
-    def create_namespaced_config_map(
-        self, namespace: str, body: Any, dry_run: str | None = None, field_manager: str | None = None
-    ) -> k8s.V1ConfigMap:
-        return self._write("create", body, dry_run)
+    def create(self, path: str, body: Any, dryRun: str | None = None, **query: Any) -> dict[str, Any]:  # noqa: N803
+        assert path == "/api/v1/namespaces/staging/configmaps"
+        return self._write("create", body, dryRun)
 
-    def replace_namespaced_config_map(
-        self,
-        name: str,
-        namespace: str,
-        body: Any,
-        dry_run: str | None = None,
-        field_manager: str | None = None,
-    ) -> k8s.V1ConfigMap:
-        return self._write("replace", body, dry_run)
+    def replace(self, path: str, body: Any, dryRun: str | None = None, **query: Any) -> dict[str, Any]:  # noqa: N803
+        assert path == f"/api/v1/namespaces/staging/configmaps/{LEDGER_NAME}"
+        return self._write("replace", body, dryRun)
 
 
-def fake_ledger(api: FakeCoreV1, **kwargs: Any) -> ConfigMapLedger:
+def fake_ledger(api: FakeApi, **kwargs: Any) -> ConfigMapLedger:
     return ConfigMapLedger(api, "staging", sleep=lambda s: None, **kwargs)
 
 
 def test_fake_create_then_update_and_noop() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     ledger = fake_ledger(api)
     assert ledger.load() == LedgerState() and not ledger.load().exists
     assert ledger.update(lambda s: s) == LedgerState()  # nothing to write: no ConfigMap created
     assert [c[0] for c in api.calls].count("create") == 0
     s = ledger.update(lambda s: s.with_entry(entry("1.0")))
     assert s.exists and two(s.facts()) == facts("1.0", "1.0")
-    assert api.cm is not None and api.cm.metadata.labels == {
+    assert api.cm is not None and api.cm["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "kube-release-rollback"
     }
     ledger.update(lambda s: s.without_block("1.0"))  # no block: no write
@@ -422,14 +417,14 @@ def test_fake_create_then_update_and_noop() -> None:
 
 
 def test_fake_dry_run_sends_dry_run_all() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     s = fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")), dry_run=True)
     assert two(s.facts()) == facts("1.0", "1.0") and api.cm is None
     assert ("create", "All") in api.calls
 
 
 def test_fake_forbidden_names_the_rbac() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     api.fail_writes = [403]
     with pytest.raises(LedgerError, match="configmaps.*get, create and update.*staging") as info:
         fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")))
@@ -437,7 +432,7 @@ def test_fake_forbidden_names_the_rbac() -> None:
 
 
 def test_fake_gives_up_after_bounded_conflicts() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     api.fail_writes = [409] * 3
     sleeps: list[float] = []
     ledger = ConfigMapLedger(api, "staging", max_attempts=3, sleep=sleeps.append, jitter=lambda: 0.5)
@@ -450,7 +445,7 @@ def test_fake_gives_up_after_bounded_conflicts() -> None:
 
 
 def test_fake_missing_namespace_is_not_retried() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     api.fail_writes = [404]
     with pytest.raises(LedgerError, match="namespace staging not found"):
         fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")))
@@ -458,7 +453,7 @@ def test_fake_missing_namespace_is_not_retried() -> None:
 
 
 def test_fake_deleted_between_read_and_replace_is_retried() -> None:
-    api = FakeCoreV1()
+    api = FakeApi()
     ledger = fake_ledger(api)
     ledger.update(lambda s: s.with_entry(entry("1.0")))
     api.fail_writes = [404]
@@ -467,31 +462,22 @@ def test_fake_deleted_between_read_and_replace_is_retried() -> None:
 
 
 def test_fake_keeps_foreign_labels_annotations_and_keys() -> None:
-    api = FakeCoreV1()
-    api.cm = k8s.V1ConfigMap(
-        metadata=k8s.V1ObjectMeta(
-            name=LEDGER_NAME,
-            namespace="staging",
-            resource_version="7",
-            labels={"team": "shop"},
-            annotations={"note": "hi"},
-        ),
-        data={"README": "do not edit"},
-    )
+    api = FakeApi()
+    api.cm = {"metadata": {"name": LEDGER_NAME, "namespace": "staging", "resourceVersion": "7",
+                           "labels": {"team": "shop"}, "annotations": {"note": "hi"}},
+              "data": {"README": "do not edit"}}
     fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")))
-    assert api.cm.metadata.labels == {"team": "shop", "app.kubernetes.io/managed-by": "kube-release-rollback"}
-    assert api.cm.metadata.annotations == {"note": "hi"}
-    assert api.cm.data["README"] == "do not edit" and api.cm.data[FORMAT_KEY] == "1"
+    assert api.cm["metadata"]["labels"] == {"team": "shop", "app.kubernetes.io/managed-by": "kube-release-rollback"}
+    assert api.cm["metadata"]["annotations"] == {"note": "hi"}
+    assert api.cm["data"]["README"] == "do not edit" and api.cm["data"][FORMAT_KEY] == "1"
 
 
 def test_fake_refuses_to_overwrite_unreadable_ledger() -> None:
-    api = FakeCoreV1()
-    api.cm = k8s.V1ConfigMap(
-        metadata=k8s.V1ObjectMeta(name=LEDGER_NAME, resource_version="1"), data={ENTRIES_KEY: "not json"}
-    )
+    api = FakeApi()
+    api.cm = {"metadata": {"name": LEDGER_NAME, "resourceVersion": "1"}, "data": {ENTRIES_KEY: "not json"}}
     with pytest.raises(LedgerError, match="not a valid ledger"):
         fake_ledger(api).update(lambda s: s.with_entry(entry("1.0")))
-    assert api.cm.data == {ENTRIES_KEY: "not json"}
+    assert api.cm["data"] == {ENTRIES_KEY: "not json"}
 
 
 # --- ConfigMapLedger against kubesim -----------------------------------------------------------------------------
@@ -514,32 +500,36 @@ def ns(sim: Any) -> str:
     return name
 
 
-def core(sim: Any) -> Any:
-    return k8s.CoreV1Api(new_client_from_config(config_file=sim.kubeconfig))
+def core(sim: Any) -> Api:
+    return Api(new_client_from_config(config_file=sim.kubeconfig))
+
+
+def read_configmap(api: Api, ns: str) -> dict[str, Any]:
+    return api.get(f"/api/v1/namespaces/{ns}/configmaps/{LEDGER_NAME}")
 
 
 def test_load_missing_then_create_and_update(sim: Any, ns: str) -> None:
     api = core(sim)
     ledger = ConfigMapLedger(api, ns)
     assert ledger.load() == LedgerState() and ledger.load().exists is False
-    with pytest.raises(ApiException) as info:
-        api.read_namespaced_config_map(LEDGER_NAME, ns)
+    with pytest.raises(ApiFailure) as info:
+        read_configmap(api, ns)
     assert info.value.status == 404
 
     written = ledger.update(lambda s: s.with_entry(entry("1.0")))
     assert written.exists and two(written.facts()) == facts("1.0", "1.0")
-    cm: Any = api.read_namespaced_config_map(LEDGER_NAME, ns)
-    assert cm.metadata.labels == {"app.kubernetes.io/managed-by": "kube-release-rollback"}
-    assert cm.data[FORMAT_KEY] == "1" and json.loads(cm.data[ENTRIES_KEY])[0]["release"] == "1.0"
-    assert json.loads(cm.data[BLOCKS_KEY]) == []
+    cm = read_configmap(api, ns)
+    assert cm["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "kube-release-rollback"}
+    assert cm["data"][FORMAT_KEY] == "1" and json.loads(cm["data"][ENTRIES_KEY])[0]["release"] == "1.0"
+    assert json.loads(cm["data"][BLOCKS_KEY]) == []
 
     block = Block.new(CTX, release="1.1", namespace=ns, reason="leaks memory", time="2024-05-01T00:00:00Z")
     ledger.update(lambda s: s.with_entry(entry("1.1", result=FAILED)).with_block(block))
     loaded = ConfigMapLedger(core(sim), ns).load()
     assert loaded.exists and two(loaded.facts()) == facts("1.0", "1.1") and loaded.block_for("1.1") == block
-    rv = api.read_namespaced_config_map(LEDGER_NAME, ns).metadata.resource_version
+    rv = read_configmap(api, ns)["metadata"]["resourceVersion"]
     ledger.update(lambda s: s.without_block("9.9"))  # nothing to change: no write
-    assert api.read_namespaced_config_map(LEDGER_NAME, ns).metadata.resource_version == rv
+    assert read_configmap(api, ns)["metadata"]["resourceVersion"] == rv
 
 
 def test_dry_run_persists_nothing(sim: Any, ns: str) -> None:
@@ -596,12 +586,13 @@ def test_forbidden_write_names_the_rbac(sim: Any, ns: str) -> None:
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from kubernetes import client, config
+    from kubernetes import config
+    from rollback.cluster import Api
     from rollback.ledger import ConfigMapLedger, Entry, GitHubContext, SUCCEEDED
 
     kubeconfig, namespace, who = sys.argv[1:4]
     count, start_at = int(sys.argv[4]), float(sys.argv[5])
-    api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+    api = Api(config.new_client_from_config(config_file=kubeconfig))
     ledger = ConfigMapLedger(api, namespace, max_attempts=50)
     time.sleep(max(0.0, start_at - time.time()))
     calls = 0
