@@ -17,6 +17,7 @@ import pytest
 from kubesim.clock import Clock
 from kubesim.controllers import ControllerManager, hashing
 from kubesim.controllers import deployment as dctl
+from kubesim.controllers.kubelet import pod_ready
 from kubesim.knobs import Knobs
 from kubesim.resources import (
     CONTROLLERREVISIONS,
@@ -723,3 +724,23 @@ def test_concurrent_reconciles_are_serialised(cluster: Cluster) -> None:
         thread.join()
     assert len(owned_rs(cluster)) == 1
     assert len(cluster.items(PODS)) == 3
+
+
+def test_a_ready_pod_stays_ready_when_the_knobs_change_later() -> None:
+    """Marking an image bad, or a longer ready delay, affects pods started afterwards only (the image was
+    already pulled), as on a real node."""
+    store, knobs, clock = Store(), Knobs(ready_delay=0.0), Clock()
+    manager = ControllerManager(store, knobs, clock)
+    store.create(NAMESPACES, None, {"metadata": {"name": "default"}})
+    store.create(PODS, "default", {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "app", "image": "registry.example/app:1"}]}})
+    manager.reconcile()
+    assert pod_ready(store.get(PODS, "default", "p"))
+    knobs.bad_images.add("registry.example/app:1")
+    knobs.ready_delay = 1000.0
+    manager.reconcile()
+    assert pod_ready(store.get(PODS, "default", "p"))
+    store.create(PODS, "default", {"metadata": {"name": "q"}, "spec": {"containers": [
+        {"name": "app", "image": "registry.example/app:1"}]}})
+    manager.reconcile()
+    assert not pod_ready(store.get(PODS, "default", "q"))

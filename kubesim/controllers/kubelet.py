@@ -337,7 +337,11 @@ class Kubelet:
         status: Obj = {"phase": "Pending"}
         host_ip = f"10.0.0.{(int(node.rsplit('-', 1)[-1]) if node.rsplit('-', 1)[-1].isdigit() else 1) + 1}"
         pod_ip = _ip("10.244", uid)
-        if bad:
+        if uid in rt.times.pod_ready:
+            # Once running, a pod stays running: its images were pulled, so marking an image bad (or a longer
+            # ready_delay) later only affects pods started after that, as on a real node.
+            state = "running"
+        elif bad:
             state = "backoff" if now >= due else "pulling"
             if now < due:
                 rt.wake_at(due)
