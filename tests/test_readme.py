@@ -115,3 +115,8 @@ def test_rbac_role_in_the_readme_is_a_valid_role() -> None:
                    ("apps", "replicasets", "list"), ("apps", "controllerrevisions", "list"),
                    ("", "pods", "delete"), ("", "configmaps", "update")]:
         assert needed in granted, needed
+
+
+def test_the_promotion_workflow_in_the_readme_is_the_example_file() -> None:
+    promote = (ROOT / "examples" / "promote.yml").read_text(encoding="utf-8")
+    assert promote in blocks("yaml"), "README's promotion workflow differs from examples/promote.yml"
