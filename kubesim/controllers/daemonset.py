@@ -20,14 +20,13 @@ from .kubelet import (
     Runtime,
     create_pod,
     deleting,
-    is_conflict,
-    log,
     new_pod,
     node_names,
     owned_by,
     pod_available,
     pod_failed,
     pod_ready,
+    sync_each,
 )
 
 TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"
@@ -96,14 +95,7 @@ class DaemonSetController:
         self.rt = rt
 
     def sync_all(self) -> None:
-        sets, _ = self.rt.store.list(DAEMONSETS)
-        for ds in sets:
-            try:
-                self.sync(ds)
-            except errors.ApiError as err:
-                if not is_conflict(err):
-                    raise
-                log.debug("daemonset %s: %s", ds["metadata"]["name"], err.message)
+        sync_each(self.rt, DAEMONSETS, self.sync)
 
     # -- history -----------------------------------------------------------------------------------------------
 

@@ -24,10 +24,9 @@ from .kubelet import (
     annotations_of,
     controller_ref,
     deleting,
-    is_conflict,
-    log,
     owned_by,
     pod_active,
+    sync_each,
 )
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -186,16 +185,7 @@ class DeploymentController:
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def sync_all(self) -> None:
-        deployments, _ = self.rt.store.list(DEPLOYMENTS)
-        live = set()
-        for d in deployments:
-            live.add(d["metadata"]["uid"])
-            try:
-                self.sync(d)
-            except errors.ApiError as err:
-                if not is_conflict(err):
-                    raise
-                log.debug("deployment %s: %s", d["metadata"]["name"], err.message)
+        live = sync_each(self.rt, DEPLOYMENTS, self.sync)
         for uid in [uid for uid in self.rt.times.progress if uid not in live]:
             del self.rt.times.progress[uid]
 

@@ -21,7 +21,7 @@ from typing import Any
 from .. import errors
 from ..clock import Clock
 from ..knobs import Knobs
-from ..resources import PODS
+from ..resources import PODS, ResourceType
 from ..store import Store
 
 Obj = dict[str, Any]
@@ -108,6 +108,20 @@ def deleting(obj: Obj) -> bool:
 
 def is_conflict(err: errors.ApiError) -> bool:
     return err.code in (404, 409)
+
+
+def sync_each(rt: Runtime, resource: ResourceType, sync: Callable[[Obj], None]) -> set[str]:
+    """Run ``sync`` on every object of ``resource``; one that changed or vanished under us (409/404) waits for
+    the next round, like a requeue. Returns the uids seen, so callers can forget state of deleted objects."""
+    objects, _ = rt.store.list(resource)
+    for obj in objects:
+        try:
+            sync(obj)
+        except errors.ApiError as err:
+            if not is_conflict(err):
+                raise
+            log.debug("%s %s: %s", resource.singular, obj["metadata"]["name"], err.message)
+    return {obj["metadata"]["uid"] for obj in objects}
 
 
 # -- pod predicates -------------------------------------------------------------------------------------------
@@ -297,15 +311,7 @@ class Kubelet:
         self.rt = rt
 
     def sync_all(self) -> None:
-        pods, _ = self.rt.store.list(PODS)
-        live = set()
-        for pod in pods:
-            live.add(pod["metadata"]["uid"])
-            try:
-                self.sync_pod(pod)
-            except errors.ApiError as err:
-                if not is_conflict(err):
-                    raise
+        live = sync_each(self.rt, PODS, self.sync_pod)
         for book in (self.rt.times.pod_started, self.rt.times.pod_ready):
             for uid in [uid for uid in book if uid not in live]:
                 del book[uid]

@@ -11,8 +11,6 @@ from .kubelet import (
     Runtime,
     create_pod,
     deleting,
-    is_conflict,
-    log,
     new_pod,
     owned_by,
     pick_node,
@@ -20,6 +18,7 @@ from .kubelet import (
     pod_available,
     pod_ready,
     ready_since,
+    sync_each,
 )
 
 
@@ -45,14 +44,7 @@ class ReplicaSetController:
         self.rt = rt
 
     def sync_all(self) -> None:
-        sets, _ = self.rt.store.list(REPLICASETS)
-        for rs in sets:
-            try:
-                self.sync(rs)
-            except errors.ApiError as err:
-                if not is_conflict(err):
-                    raise
-                log.debug("replicaset %s: %s", rs["metadata"]["name"], err.message)
+        sync_each(self.rt, REPLICASETS, self.sync)
 
     def sync(self, rs: Obj) -> None:
         rt = self.rt

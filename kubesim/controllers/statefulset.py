@@ -24,8 +24,6 @@ from .kubelet import (
     Runtime,
     create_pod,
     deleting,
-    is_conflict,
-    log,
     new_pod,
     owned_by,
     pick_node,
@@ -33,6 +31,7 @@ from .kubelet import (
     pod_failed,
     pod_ready,
     pod_running_and_ready,
+    sync_each,
 )
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -65,14 +64,7 @@ class StatefulSetController:
         self.rt = rt
 
     def sync_all(self) -> None:
-        sets, _ = self.rt.store.list(STATEFULSETS)
-        for sts in sets:
-            try:
-                self.sync(sts)
-            except errors.ApiError as err:
-                if not is_conflict(err):
-                    raise
-                log.debug("statefulset %s: %s", sts["metadata"]["name"], err.message)
+        sync_each(self.rt, STATEFULSETS, self.sync)
 
     # -- revisions -----------------------------------------------------------------------------------------
 
