@@ -419,8 +419,8 @@ class _RevisionedWorkload(Workload):
         }
         return self._patch(body, "application/strategic-merge-patch+json", dry_run)
 
-    def _rolling_update_required(self, obj: Obj, strategy_key: str) -> RolloutState | None:
-        strategy = (obj.get("spec") or {}).get(strategy_key) or {}
+    def _rolling_update_required(self, obj: Obj) -> RolloutState | None:
+        strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
         kind = strategy.get("type", "RollingUpdate")
         if kind != "RollingUpdate":  # kubectl: "rollout status is only available for RollingUpdate strategy type"
             return RolloutState(False, False, f"{self} uses the {kind} update strategy: its pods change only when "
@@ -433,9 +433,8 @@ class StatefulSet(_RevisionedWorkload):
     kind = "StatefulSet"
     plural = "statefulsets"
 
-
     def rollout_state(self, obj: Obj) -> RolloutState:
-        unsupported = self._rolling_update_required(obj, "updateStrategy")
+        unsupported = self._rolling_update_required(obj)
         if unsupported:
             return unsupported
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
@@ -491,9 +490,8 @@ class DaemonSet(_RevisionedWorkload):
     kind = "DaemonSet"
     plural = "daemonsets"
 
-
     def rollout_state(self, obj: Obj) -> RolloutState:
-        unsupported = self._rolling_update_required(obj, "updateStrategy")
+        unsupported = self._rolling_update_required(obj)
         if unsupported:
             return unsupported
         status = obj.get("status") or {}
