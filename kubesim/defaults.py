@@ -100,6 +100,20 @@ def _default_template(spec: Obj) -> None:
     default_pod_spec(template["spec"])
 
 
+def _default_strategy(spec: dict[str, Any], key: str, **rolling_update: Any) -> None:
+    """``spec[key]`` defaults to type RollingUpdate, and a RollingUpdate's ``rollingUpdate`` to these values."""
+    strategy = spec.get(key)
+    if not isinstance(strategy, dict):
+        strategy = spec[key] = {}
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate")
+        if not isinstance(rolling, dict):
+            rolling = strategy["rollingUpdate"] = {}
+        for name, value in rolling_update.items():
+            rolling.setdefault(name, value)
+
+
 def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
     """Fill in server-side defaults in place (and return ``obj``)."""
     meta = obj.setdefault("metadata", {})
@@ -122,45 +136,19 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
         if rt is not REPLICASETS and spec.get("revisionHistoryLimit") is None:
             spec["revisionHistoryLimit"] = 10
         if rt is DEPLOYMENTS:
-            strategy = spec.get("strategy")
-            if not isinstance(strategy, dict):
-                strategy = spec["strategy"] = {}
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                rolling = strategy.get("rollingUpdate")
-                if not isinstance(rolling, dict):
-                    rolling = strategy["rollingUpdate"] = {}
-                rolling.setdefault("maxUnavailable", "25%")
-                rolling.setdefault("maxSurge", "25%")
+            _default_strategy(spec, "strategy", maxUnavailable="25%", maxSurge="25%")
             if spec.get("progressDeadlineSeconds") is None:
                 spec["progressDeadlineSeconds"] = 600
         elif rt is STATEFULSETS:
             spec.setdefault("podManagementPolicy", "OrderedReady")
-            strategy = spec.get("updateStrategy")
-            if not isinstance(strategy, dict):
-                strategy = spec["updateStrategy"] = {}
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                rolling = strategy.get("rollingUpdate")
-                if not isinstance(rolling, dict):
-                    rolling = strategy["rollingUpdate"] = {}
-                rolling.setdefault("partition", 0)
+            _default_strategy(spec, "updateStrategy", partition=0)
             policy = spec.get("persistentVolumeClaimRetentionPolicy")
             if not isinstance(policy, dict):
                 policy = spec["persistentVolumeClaimRetentionPolicy"] = {}
             policy.setdefault("whenDeleted", "Retain")
             policy.setdefault("whenScaled", "Retain")
         elif rt is DAEMONSETS:
-            strategy = spec.get("updateStrategy")
-            if not isinstance(strategy, dict):
-                strategy = spec["updateStrategy"] = {}
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                rolling = strategy.get("rollingUpdate")
-                if not isinstance(rolling, dict):
-                    rolling = strategy["rollingUpdate"] = {}
-                rolling.setdefault("maxUnavailable", 1)
-                rolling.setdefault("maxSurge", 0)
+            _default_strategy(spec, "updateStrategy", maxUnavailable=1, maxSurge=0)
         obj["status"] = zero_status(rt, obj.get("status") if isinstance(obj.get("status"), dict) else None)
         return obj
     if rt is PODS:

@@ -277,6 +277,17 @@ class Workload:
     def _read(self) -> Obj:
         return self.api.get(self.path())
 
+    def _revisions(self, obj: Obj, sources: Iterable[tuple[int, Obj, Obj]]) -> tuple[list[Revision], int | None]:
+        """Revisions, ascending, from (number, ReplicaSet or ControllerRevision, pod template) triples, and the
+        live one: the newest whose template is the workload's."""
+        revisions = sorted((Revision(number=number, release=release_of(source), images=images_of(template),
+                                     created=source["metadata"].get("creationTimestamp", ""),
+                                     source=source["metadata"]["name"], template=template,
+                                     annotations=annotations_of(source))
+                            for number, source, template in sources), key=lambda r: r.number)
+        live = max((r.number for r in revisions if same_template(r.template, obj["spec"]["template"])), default=None)
+        return revisions, live
+
     def _owned(self, obj: Obj, items: Iterable[Obj]) -> list[Obj]:
         uid = obj["metadata"]["uid"]
         return [item for item in items if controlled_by(item, uid)]
@@ -293,22 +304,11 @@ class Deployment(Workload):
 
     def history(self, obj: Obj) -> History:
         replica_sets = self.replica_sets(obj)
-        revisions = []
-        live = None
-        for rs in replica_sets:
-            text = annotations_of(rs).get(REVISION, "")
-            if not text.isdigit():
-                continue  # kubectl skips revisions it cannot parse
-            template = without_hash(rs["spec"]["template"])
-            revision = Revision(
-                number=int(text), release=release_of(rs), images=images_of(template),
-                created=rs["metadata"].get("creationTimestamp", ""), source=rs["metadata"]["name"],
-                template=template, annotations=annotations_of(rs),
-            )
-            revisions.append(revision)
-            if same_template(template, obj["spec"]["template"]):
-                live = revision.number if live is None else max(live, revision.number)
-        revisions.sort(key=lambda r: r.number)
+        revisions, live = self._revisions(obj, [
+            (int(annotations_of(rs).get(REVISION, "")), rs, without_hash(rs["spec"]["template"]))
+            for rs in replica_sets
+            if annotations_of(rs).get(REVISION, "").isdigit()  # kubectl skips revisions it cannot parse
+        ])
         return History(workload=self.ref, revisions=tuple(revisions), live=live, live_release=release_of(obj),
                        pruned=pruned_deployment_revisions(replica_sets),
                        history_limit=obj["spec"].get("revisionHistoryLimit"))
@@ -373,19 +373,9 @@ class _RevisionedWorkload(Workload):
         return template
 
     def history(self, obj: Obj) -> History:
-        revisions = []
-        live = None
-        for cr in self.controller_revisions(obj):
-            template = self.template_of(cr)
-            revision = Revision(
-                number=int(cr.get("revision") or 0), release=release_of(cr), images=images_of(template),
-                created=cr["metadata"].get("creationTimestamp", ""), source=cr["metadata"]["name"],
-                template=template, annotations=annotations_of(cr),
-            )
-            revisions.append(revision)
-            if same_template(template, obj["spec"]["template"]):
-                live = revision.number if live is None else max(live, revision.number)
-        revisions.sort(key=lambda r: r.number)
+        revisions, live = self._revisions(obj, [
+            (int(cr.get("revision") or 0), cr, self.template_of(cr)) for cr in self.controller_revisions(obj)
+        ])
         return History(workload=self.ref, revisions=tuple(revisions), live=live, live_release=release_of(obj),
                        pruned=self.pruned_revisions(obj, revisions),
                        history_limit=obj["spec"].get("revisionHistoryLimit"))
