@@ -17,7 +17,7 @@ from . import gha
 from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
-from .inputs import Inputs
+from .inputs import ImageSpec, Inputs
 from .ledger import (
     FAILED,
     REFUSED,
@@ -104,7 +104,15 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
         return _unblock(inputs, ctx)
     state = _load_ledger(inputs, ctx)
     targets: list[Target] = []
-    report = _run(inputs, ctx, state, targets)
+    try:
+        report = _run(inputs, ctx, state, targets)
+    except (RunError, WorkloadError, ApiFailure) as err:
+        if not any(t.action in ("compensated", "failed") for t in targets):
+            raise  # nothing was changed (or it was all put back before anything else): a plain error
+        # A write failed after other workloads were changed and put back: report where each one ended, and
+        # record it, instead of losing that in an exception.
+        message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
+        report = _finish(inputs, targets, _overall(targets), error=message)
     return _record(inputs, ctx, state, targets, report)
 
 
@@ -133,6 +141,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     if refusal is not None:
         return refusal
     _prepare_rollbacks(inputs, rollbacks)
+    images = _images_by_workload(inputs, deploys)
     for target in targets:  # like kubectl, a paused Deployment is refused even when the target is live
         if target.obj:
             target.workload.check_changeable(target.obj)
@@ -143,11 +152,11 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
             if target.changed:
                 changed.append(target)
         for target in deploys:
-            _deploy(inputs, target, plan[str(target.workload)], manifests)
+            _deploy(inputs, target, plan[str(target.workload)], manifests, images.get(str(target.workload), ()))
             if target.changed:
                 changed.append(target)
-    except Exception:
-        _compensate(inputs, ctx, changed, deadline, why="a later write failed")
+    except Exception as err:
+        _compensate(inputs, ctx, changed, deadline, why=f"a later write failed ({err})")
         raise
     if inputs.dry_run or not inputs.wait:
         for target in targets:
@@ -347,15 +356,40 @@ def _unstick_statefulset(ctx: Context, target: Target, bad_revision: str | None,
         target.stuck_pods.append(name)
 
 
-def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str, Obj]) -> None:
+def _images_by_workload(inputs: Inputs, targets: list[Target]) -> dict[str, tuple[ImageSpec, ...]]:
+    """Which ``images`` lines each deployed workload gets: those naming one of its containers. Checked before
+    anything is written: every line must fit some workload, and every workload must get a line."""
+    if not inputs.images or not targets:
+        return {}
+    result: dict[str, tuple[ImageSpec, ...]] = {}
+    used: set[ImageSpec] = set()
+    for target in targets:
+        spec = ((target.obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        names = {c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])}
+        mine = tuple(item for item in inputs.images if item.container in names)
+        if not mine:
+            raise RunError(f"nothing was changed: {target.workload} has none of the containers named in images "
+                           f"({', '.join(sorted({i.container for i in inputs.images}))}); its containers are "
+                           f"{', '.join(sorted(str(n) for n in names)) or 'none'}. List only the workloads this "
+                           f"release changes, or add an image for one of its containers", "images")
+        result[str(target.workload)] = mine
+        used.update(mine)
+    unused = [str(item) for item in inputs.images if item not in used]
+    if unused:
+        raise RunError(f"nothing was changed: no workload has a container for {', '.join(unused)}", "images")
+    return result
+
+
+def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str, Obj],
+            images: tuple[ImageSpec, ...]) -> None:
     annotations: dict[str, str | None] = {CHANGE_CAUSE: inputs.release}
     annotations.update(dict.fromkeys(ROLLBACK_ANNOTATIONS))
     workload = target.workload
     for attempt in range(CONFLICT_RETRIES + 1):
         obj = target.obj
         try:
-            if inputs.images:
-                target.after = workload.set_images(obj, inputs.images, annotations, inputs.dry_run)
+            if images:
+                target.after = workload.set_images(obj, images, annotations, inputs.dry_run)
             elif manifests:
                 target.after = workload.apply(manifests[str(workload)], inputs.dry_run)
             else:

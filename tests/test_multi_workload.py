@@ -178,3 +178,42 @@ def test_a_workload_without_the_release_means_nothing_is_changed(fast: kubesim.S
     assert "deployment/web" not in error and "daemonset/agent" not in error
     assert live(fast) == {f"{kind.lower()}/{name}": (image(name, "1.1.0"), "1.1.0") for kind, name in WORKLOADS}
     assert run.outputs["rolled-back"] == "false"
+
+
+def test_a_write_that_fails_after_others_were_changed_puts_them_back_and_says_so(fast: kubesim.Sim) -> None:
+    """The second workload's patch is refused (403): the first one, already changed, is put back; the step
+    fails with exit code 2, ``result`` says where each ended, and the ledger records the attempt."""
+    wait_settled(fast)
+    before = live(fast)
+    fast.knobs.fail_next(1, "PATCH", "/deployments/web", status=403)
+    run = run_cli(fast, "--deployment", "statefulset/db", "--deployment", "deployment/web", "--mode", "deploy",
+                  "--release", "2.0.0", "--images", f"db={image('db', '2.0.0')}", "--images",
+                  f"web={image('web', '2.0.0')}", "--timeout", "20s")
+    assert run.code == 2, run.stdout
+    assert live(fast) == before
+    results = by_workload(run)
+    assert results["statefulset/db"]["action"] == "compensated"
+    assert results["deployment/web"]["action"] == "unchanged"
+    assert run.outputs["failed-release"] == "" and run.outputs["rolled-back"] == "false"
+    assert any("403" in e or "forbidden" in e.lower() for e in run.errors), run.stdout
+    ledger = fast.store.get(kubesim.resources.CONFIGMAPS, NS, "kube-release-rollback-ledger")
+    entries = json.loads(ledger["data"]["entries.json"])
+    assert [(e["workload"], e["release"], e["result"]) for e in entries[-1:]] == [
+        ("statefulset/db", "2.0.0", "rolled-back")]
+
+
+@pytest.mark.parametrize("images,problem", [
+    (["db=registry.example/db:2.0.0"], "deployment/web has none of the containers named in images (db)"),
+    (["db=registry.example/db:2.0.0", "web=registry.example/web:2.0.0", "cache=registry.example/cache:2"],
+     "no workload has a container for cache=registry.example/cache:2"),
+])
+def test_images_that_do_not_fit_the_workloads_change_nothing(fast: kubesim.Sim, images: list[str],
+                                                             problem: str) -> None:
+    wait_settled(fast)
+    before = everything(fast)
+    args = [arg for item in images for arg in ("--images", item)]
+    run = run_cli(fast, "--deployment", "statefulset/db", "--deployment", "deployment/web", "--mode", "deploy",
+                  "--release", "2.0.0", *args)
+    assert run.code == 1, run.stdout
+    assert any(problem in e for e in run.errors), run.stdout
+    assert everything(fast) == before
