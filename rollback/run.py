@@ -133,6 +133,10 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
                 gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
     overall = _overall(targets)
     if mode == "calculate":
+        block = _find_block(inputs, ctx, state)
+        if block is not None:  # tell the plan job now, not when the deploy is refused
+            gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts "
+                                       f"the block)"))
         return _report(inputs, targets, overall)
     plan = {str(t.workload): _planned(inputs, t) for t in targets}
     rollbacks = [t for t in targets if plan[str(t.workload)] == "rollback"]
@@ -584,15 +588,7 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
 def _refuse_blocked(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target],
                     decision: Decision | None) -> RunReport | None:
     """Deploy/auto refuse a blocked release (blocked in this namespace's ledger or on its GitHub Release)."""
-    if not inputs.release:
-        return None
-    block = state.block_for(inputs.release) if state is not None else None
-    if block is None and ctx.releases is not None:
-        check = ctx.releases.check_block(inputs.release)
-        block = check.block
-        if block is None and check.outcome.status not in ("done", "no-such-release"):
-            gha.warning(gha.escape_log(f"could not check whether release {inputs.release} is blocked on GitHub: "
-                                       f"{check.outcome.message}"))
+    block = _find_block(inputs, ctx, state)
     if block is None:
         return None
     if inputs.allow_blocked:
@@ -606,6 +602,20 @@ def _refuse_blocked(inputs: Inputs, ctx: Context, state: LedgerState | None, tar
         target.message = "release is blocked"
     report = _report(inputs, targets, decision, error=message)
     return replace(report, blocked=True, blocked_release=inputs.release)
+
+
+def _find_block(inputs: Inputs, ctx: Context, state: LedgerState | None) -> Block | None:
+    """The block on ``release``: in this namespace's ledger, else on its GitHub Release (with a token)."""
+    if not inputs.release:
+        return None
+    block = state.block_for(inputs.release) if state is not None else None
+    if block is None and ctx.releases is not None:
+        check = ctx.releases.check_block(inputs.release)
+        block = check.block
+        if block is None and check.outcome.status not in ("done", "no-such-release"):
+            gha.warning(gha.escape_log(f"could not check whether release {inputs.release} is blocked on GitHub: "
+                                       f"{check.outcome.message}"))
+    return block
 
 
 def _entry_result(report: RunReport, target: Target) -> str | None:

@@ -334,6 +334,10 @@ def test_rollback_blocks_the_release_rolled_back_from_and_deploys_refuse_it(sim:
 
     before_rv, before_state = resource_version(sim), app_state(sim, NS)
     entries_before = len(ledger(sim)[0])
+    planned = cli(sim, "--mode", "calculate", "--release", "1.1.0", who=GITHUB)  # the plan job hears it first
+    assert planned.code == 0 and planned.outputs["mode"] == "rollback", planned.stdout
+    assert any("release 1.1.0 was blocked by hubot" in w and "would be refused" in w
+               for w in planned.commands("warning")), planned.stdout
     for args in (("--mode", "deploy", "--images", f"web={IMAGE}:1.1.0"),
                  ("--mode", "auto", "--images", f"web={IMAGE}:1.1.0"),
                  ("--mode", "auto")):
