@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -103,7 +104,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         report = execute(inputs, ctx)
     except ClusterConfigError as err:
         gha.error(err.message, title=f"Invalid input: {err.input_name}")
-        return EXIT_FAILED
+        report = _failed_report(inputs, err.message)
+        code = EXIT_FAILED
     except RunError as err:
         gha.error(gha.escape_log(err.message), title=f"Invalid input: {err.input_name}" if err.input_name else None)
         report = _failed_report(inputs, err.message)
@@ -113,9 +115,16 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         report = _failed_report(inputs, str(err))
         code = EXIT_FAILED
     except ApiFailure as err:
-        hint = _api_hint(err)
-        gha.error(gha.escape_log(f"the Kubernetes API answered {err.status} {err.reason}: {err.message}{hint}"))
+        said = f"the Kubernetes API answered {err.status} {err.reason}: " if err.status else ""
+        gha.error(gha.escape_log(f"{said}{err.message}{_api_hint(err)}"))
         report = _failed_report(inputs, err.message)
+        code = EXIT_FAILED
+    except Exception as err:  # a bug: say so plainly, keep the traceback out of the way, still write outputs
+        with gha.group("Traceback (please include it in a bug report)"):
+            gha.info(gha.escape_log(traceback.format_exc()))
+        gha.error(gha.escape_log(f"unexpected {type(err).__name__}: {err}. This is a bug in "
+                                 f"kube-release-rollback; the traceback is in the group above"))
+        report = _failed_report(inputs, f"unexpected {type(err).__name__}: {err}")
         code = EXIT_FAILED
     if report is not None:
         if report.error and code == EXIT_OK:
@@ -158,6 +167,9 @@ def _all_compensated(report: object) -> bool:
 
 def _api_hint(err: object) -> str:
     status = getattr(err, "status", 0)
+    if status == 0:
+        return (" (check the server address in the kubeconfig and that the runner can reach it; a container "
+                "action cannot reach the runner's 127.0.0.1)")
     if status == 401:
         return " (the credentials were rejected: check the kubeconfig or token input)"
     if status == 403:

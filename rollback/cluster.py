@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import urllib3
 import yaml
 
 REQUEST_TIMEOUT = 30.0  # seconds, for every non-watch API request
+UNREACHABLE = 0  # ApiFailure.status when the API server gave no answer at all
 
 
 class ClusterConfigError(Exception):
@@ -256,6 +258,10 @@ class Api:
             response = self.api_client.call_api(*serialized, _request_timeout=timeout)
         except ApiException as err:
             raise ApiFailure.from_exception(err) from None
+        except urllib3.exceptions.HTTPError as err:  # refused, reset, DNS, TLS, timeout: no answer at all
+            reason = getattr(err, "reason", None) or err
+            raise ApiFailure(UNREACHABLE, "Unreachable", f"no answer from the API server "
+                                                         f"{self.api_client.configuration.host}: {reason}") from None
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiFailure.from_exception(_Answer(response.status, response.reason, response.data))

@@ -524,6 +524,8 @@ class ConfigMapLedger:
                 f"could not {verb} the release ledger {self.where}: namespace {self.namespace} not found",
                 status=status,
             )
+        if status == 0:  # no answer at all: say what the connection said
+            return LedgerError(f"could not {verb} the release ledger {self.where}: {exc.message}", status=status)
         return LedgerError(
             f"could not {verb} the release ledger {self.where}: HTTP {status} {exc.reason or ''}".rstrip(),
             status=status,

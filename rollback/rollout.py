@@ -17,7 +17,8 @@ from .cluster import ApiFailure
 from .workloads import Obj, RolloutState, Workload
 
 MAX_RECONNECTS = 50  # consecutive failed attempts (an event received resets the count)
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # answers worth watching again after a pause
+# answers worth watching again after a pause; 0: the API server could not be reached (cluster.UNREACHABLE)
+RETRY_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
 GONE = 410
 
 

@@ -581,6 +581,9 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
         if err.status == 401:
             raise RunError("the Kubernetes API answered 401 Unauthorized: the credentials were rejected; check "
                            "the kubeconfig or token input", "kubeconfig") from None
+        if err.status == 0:
+            raise RunError(f"{err}; check the server address in the kubeconfig and that the runner can reach it "
+                           f"(a container action cannot reach the runner's 127.0.0.1)", "kubeconfig") from None
         raise RunError(f"the release ledger could not be read: {err} (grant the permissions in the README's "
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from conftest import kubectl, python_client
 from helpers import (
     CHANGE_CAUSE,
@@ -578,3 +579,39 @@ def test_rollback_revision_outputs_match_the_live_replica_set(sim: kubesim.Sim) 
     run = rollback(sim, "R1")
     live = [rs for rs in replica_sets(sim) if image_of(rs) == image_of(get_deployment(sim))]
     assert run.outputs["revision"] == live[0]["metadata"]["annotations"][REVISION] == "4"
+
+
+# -- failures around the run: an unreachable API server, a bug --------------------------------------------------
+
+
+def test_an_unreachable_api_server_is_a_clear_error_with_outputs(tmp_path: Any) -> None:
+    dead = tmp_path / "kubeconfig"
+    dead.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t0ken-value"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}]}))
+    for extra in ((), ("--no-ledger",)):
+        run = run_cli(None, "--mode", "history", "--deployment", "web", *extra,
+                      extra_env={"KUBECONFIG": str(dead)})
+        assert run.code == 1, run.stdout
+        (error,) = run.errors
+        assert "no answer from the API server http://127.0.0.1:9" in error
+        assert "runner can reach it" in error and "Traceback" not in run.stdout + run.stderr
+        assert run.outputs["mode"] == "history" and run.outputs["result"] == "[]"
+
+
+def test_an_unexpected_exception_is_reported_as_a_bug_with_outputs(sim: kubesim.Sim,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make_deployment(sim, "web")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("spec")
+
+    monkeypatch.setattr("rollback.run.execute", broken)
+    run = run_cli(sim, "--mode", "history", "--deployment", "web")
+    assert run.code == 1
+    (error,) = run.errors
+    assert "unexpected KeyError: 'spec'. This is a bug in kube-release-rollback" in error
+    assert "Traceback (most recent call last)" in run.stdout  # inside the group, for the bug report
+    assert run.outputs["mode"] == "history"
