@@ -317,11 +317,11 @@ class JobResult:
         return [step for step in self.steps if step.conclusion == "failure"]
 
     def report(self, tail: int = 6000) -> str:
-        lines = [f"  {s.index:>2} {s.status:<8} {s.outcome:<8} {s.name}" for s in self.steps]
-        parts = ["steps:", *lines]
+        """Every step's status, then the output of the failed steps and of whatever ran after the first."""
+        parts = ["steps:", *(f"  {s.index:>2} {s.status:<8} {s.outcome:<8} {s.name}" for s in self.steps)]
+        first = min((s.index for s in self.failed), default=len(self.steps))
         for step in self.steps:
-            if step.outcome == "failure" or (step.status == "ran" and step.index > min(
-                    (f.index for f in self.failed), default=len(self.steps))):
+            if step.outcome == "failure" or (step.status == "ran" and step.index > first):
                 parts += [f"--- output of step {step.index} {step.name!r} ({step.outcome}):", step.output[-tail:]]
         return "\n".join(parts)
 
@@ -569,18 +569,18 @@ def test_a_broken_expectation_fails_the_job_at_its_step(fast_sim: kubesim.Sim, t
     "matrix['x']",
 ])
 def test_unknown_expressions_fail_loudly(expression: str) -> None:
-    context = ExpressionContext({}, {"r1"}, {}, "/tmp", False)
+    context = ExpressionContext({}, {"r1"}, {}, "RUNNER_TEMP", False)
     with pytest.raises(ExpressionError):
         context.substitute("${{ " + expression + " }}")
 
 
 def test_expressions_the_workflow_uses() -> None:
     r1 = StepResult(0, "r1", "r1", "ran", "failure", "success", outputs={"mode": "deploy", "rolled-back": "true"})
-    ok = ExpressionContext({"r1": r1}, {"r1", "later"}, {"NS": "e2e"}, "/runner/temp", False)
-    failed = ExpressionContext({"r1": r1}, {"r1"}, {}, "/runner/temp", True)
+    ok = ExpressionContext({"r1": r1}, {"r1", "later"}, {"NS": "e2e"}, "_temp", False)
+    failed = ExpressionContext({"r1": r1}, {"r1"}, {}, "_temp", True)
     assert ok.substitute("${{ steps.r1.outputs.mode }}/${{ steps.r1.outputs.rolled-back }}") == "deploy/true"
     assert ok.substitute("${{ steps.r1.outcome }} ${{ steps.r1.conclusion }}") == "failure success"
-    assert ok.substitute("${{ runner.temp }}/kind.yaml ${{ env.NS }}${{ env.MISSING }}") == "/runner/temp/kind.yaml e2e"
+    assert ok.substitute("${{ runner.temp }}/kind.yaml ${{ env.NS }}${{ env.MISSING }}") == "_temp/kind.yaml e2e"
     assert ok.substitute("${{ 'it''s' }}") == "it's"
     assert ok.condition(None) and not failed.condition(None)
     assert not ok.condition("failure()") and failed.condition("${{ failure() }}")
