@@ -103,9 +103,12 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     if inputs.mode == "unblock":
         return _unblock(inputs, ctx)
     state = _load_ledger(inputs, ctx)
+    # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
+    # an override.
+    block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate") else None
     targets: list[Target] = []
     try:
-        report = _run(inputs, ctx, state, targets)
+        report = _run(inputs, ctx, state, targets, block)
     except (RunError, WorkloadError, ApiFailure) as err:
         if not any(t.action in ("compensated", "failed") for t in targets):
             raise  # nothing was changed (or it was all put back before anything else): a plain error
@@ -113,10 +116,11 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
         report = _finish(inputs, targets, _overall(targets), error=message)
-    return _record(inputs, ctx, state, targets, report)
+    return _record(inputs, ctx, state, targets, report, block)
 
 
-def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target]) -> RunReport:
+def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None
+         ) -> RunReport:
     deadline = ctx.now() + inputs.timeout
     manifests = _load_manifests(inputs, ctx)
     targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
@@ -133,7 +137,6 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
                 gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
     overall = _overall(targets)
     if mode == "calculate":
-        block = _find_block(inputs, ctx, state)
         if block is not None:  # tell the plan job now, not when the deploy is refused
             gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts "
                                        f"the block)"))
@@ -141,7 +144,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     plan = {str(t.workload): _planned(inputs, t) for t in targets}
     rollbacks = [t for t in targets if plan[str(t.workload)] == "rollback"]
     deploys = [t for t in targets if plan[str(t.workload)] != "rollback"]
-    refusal = _refuse_blocked(inputs, ctx, state, targets, overall) if mode != "rollback" else None
+    refusal = _refuse_blocked(inputs, targets, overall, block)
     if refusal is not None:
         return refusal
     _prepare_rollbacks(inputs, rollbacks)
@@ -588,10 +591,9 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 
 
-def _refuse_blocked(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target],
-                    decision: Decision | None) -> RunReport | None:
+def _refuse_blocked(inputs: Inputs, targets: list[Target], decision: Decision | None, block: Block | None
+                    ) -> RunReport | None:
     """Deploy/auto refuse a blocked release (blocked in this namespace's ledger or on its GitHub Release)."""
-    block = _find_block(inputs, ctx, state)
     if block is None:
         return None
     if inputs.allow_blocked:
@@ -634,8 +636,8 @@ def _entry_result(report: RunReport, target: Target) -> str | None:
     return SUCCEEDED
 
 
-def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], report: RunReport
-            ) -> RunReport:
+def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], report: RunReport,
+            block: Block | None) -> RunReport:
     """Write this run's entries (and the block a rollback sets) to the ledger; fill the ledger outputs."""
     entries = []
     blocks: list[Block] = []
@@ -666,29 +668,25 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
                 and bad not in {b.release for b in blocks}):
             blocks.append(Block.new(ctx.github, release=bad, namespace=inputs.namespace,
                                     reason=inputs.reason or f"rolled back to {release}"))
-    if entries and inputs.allow_blocked and inputs.mode in ("deploy", "auto") and inputs.release:
+    if entries and inputs.allow_blocked and block is not None:
         # allow_blocked marks a run that deployed a blocked release on purpose, not every run with the input set
-        overrode = state is not None and state.block_for(inputs.release) is not None
-        if not overrode and ctx.releases is not None:
-            overrode = ctx.releases.check_block(inputs.release).block is not None
-        if overrode:
-            entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
+        entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
     if ctx.ledger is not None and (entries or blocks):
         def change(current: LedgerState) -> LedgerState:
             for entry in entries:
                 current = current.with_entry(entry)
-            for block in blocks:
-                current = current.with_block(block)
+            for new_block in blocks:
+                current = current.with_block(new_block)
             return current
 
         try:
             state = ctx.ledger.update(change)
         except LedgerError as err:
             gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
-    for block in blocks:
-        gha.notice(gha.escape_log(f"blocked release {block.release} in namespace {inputs.namespace}: it cannot "
+    for new_block in blocks:
+        gha.notice(gha.escape_log(f"blocked release {new_block.release} in namespace {inputs.namespace}: it cannot "
                                   f"be deployed again until it is unblocked (mode: unblock)"))
-        _mark_github(ctx, block)
+        _mark_github(ctx, new_block)
     if blocks:
         report = replace(report, blocked_release=blocks[0].release)
     return _with_ledger(report, targets, state)
