@@ -14,7 +14,7 @@ import json
 import random
 import time as _time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,23 +155,7 @@ class Entry:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "namespace": self.namespace,
-            "workload": self.workload,
-            "release": self.release,
-            "mode": self.mode,
-            "result": self.result,
-            "revision": self.revision,
-            "images": list(self.images),
-            "reason": self.reason,
-            "actor": self.actor,
-            "repository": self.repository,
-            "workflow": self.workflow,
-            "run_url": self.run_url,
-            "event": self.event,
-            "allow_blocked": self.allow_blocked,
-        }
+        return {**asdict(self), "images": list(self.images)}  # the fields, in order, as documented
 
     @classmethod
     def from_json(cls, obj: object) -> Entry:
@@ -241,15 +225,7 @@ class Block:
         return f"release {self.release} was blocked {who} at {self.time}{where}{why}{run}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "release": self.release,
-            "namespace": self.namespace,
-            "reason": self.reason,
-            "actor": self.actor,
-            "time": self.time,
-            "run_url": self.run_url,
-            "source": self.source,
-        }
+        return asdict(self)  # the fields, in order, as documented
 
     @classmethod
     def from_json(cls, obj: object) -> Block:
