@@ -161,7 +161,7 @@ def escape_markdown(text: object) -> str:
     escaped = html.escape(_text(text), quote=False)
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
     escaped = _CONTROL.sub("\ufffd", escaped.replace("\t", " "))
-    return re.sub(r"\r\n|\r|\n", "<br>", escaped)
+    return re.sub(r"\r\n|[\r\n\u2028\u2029]", "<br>", escaped)  # U+2028/2029 end lines for many readers
 
 
 def _paragraph_start(escaped: str) -> str:
