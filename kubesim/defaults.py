@@ -95,21 +95,24 @@ def _default_template(spec: Obj) -> None:
     if not isinstance(template, dict):
         return
     template.setdefault("metadata", {})
-    if not isinstance(template.get("spec"), dict):
-        template["spec"] = {}
+    _mapping(template, "spec")
     default_pod_spec(template["spec"])
+
+
+def _mapping(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]`` as a map, replacing a missing or non-map value with an empty one."""
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        value = parent[key] = {}
+    return value
 
 
 def _default_strategy(spec: dict[str, Any], key: str, **rolling_update: Any) -> None:
     """``spec[key]`` defaults to type RollingUpdate, and a RollingUpdate's ``rollingUpdate`` to these values."""
-    strategy = spec.get(key)
-    if not isinstance(strategy, dict):
-        strategy = spec[key] = {}
+    strategy = _mapping(spec, key)
     strategy.setdefault("type", "RollingUpdate")
     if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if not isinstance(rolling, dict):
-            rolling = strategy["rollingUpdate"] = {}
+        rolling = _mapping(strategy, "rollingUpdate")
         for name, value in rolling_update.items():
             rolling.setdefault(name, value)
 
@@ -127,9 +130,7 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
         return obj
     if rt in WORKLOADS:
-        spec = obj.get("spec")
-        if not isinstance(spec, dict):
-            spec = obj["spec"] = {}
+        spec = _mapping(obj, "spec")
         _default_template(spec)
         if rt in (DEPLOYMENTS, REPLICASETS, STATEFULSETS) and spec.get("replicas") is None:
             spec["replicas"] = 1
@@ -142,9 +143,7 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
         elif rt is STATEFULSETS:
             spec.setdefault("podManagementPolicy", "OrderedReady")
             _default_strategy(spec, "updateStrategy", partition=0)
-            policy = spec.get("persistentVolumeClaimRetentionPolicy")
-            if not isinstance(policy, dict):
-                policy = spec["persistentVolumeClaimRetentionPolicy"] = {}
+            policy = _mapping(spec, "persistentVolumeClaimRetentionPolicy")
             policy.setdefault("whenDeleted", "Retain")
             policy.setdefault("whenScaled", "Retain")
         elif rt is DAEMONSETS:
@@ -152,23 +151,19 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
         obj["status"] = zero_status(rt, obj.get("status") if isinstance(obj.get("status"), dict) else None)
         return obj
     if rt is PODS:
-        spec = obj.get("spec")
-        if not isinstance(spec, dict):
-            spec = obj["spec"] = {}
+        spec = _mapping(obj, "spec")
         default_pod_spec(spec)
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
         spec.setdefault("priority", 0)
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-        if not isinstance(obj.get("status"), dict):
-            obj["status"] = {}
+        _mapping(obj, "status")
         obj["status"].setdefault("phase", "Pending")
         obj["status"].setdefault("qosClass", "BestEffort")
         return obj
     if rt is EVENTS:
-        if not isinstance(obj.get("involvedObject"), dict):
-            obj["involvedObject"] = {}
+        _mapping(obj, "involvedObject")
         if meta.get("namespace") and not obj["involvedObject"].get("namespace"):
             obj["involvedObject"]["namespace"] = meta["namespace"]
         obj.setdefault("type", "Normal")
