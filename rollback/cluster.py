@@ -248,6 +248,14 @@ FINISH_RESERVE = 1.0  # seconds after the run's own work, at most, for reading b
 MIN_WRITE_BUDGET = 0.1  # seconds: a write needs at least this much of the timeout left, and two round trips
 
 
+def duration_text(seconds: float) -> str:
+    """``5s``, ``300ms``, ``1ns``: a timeout as the user wrote it, near enough."""
+    for unit, size in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= size:
+            return f"{seconds / size:.4g}{unit}"
+    return f"{seconds / 1e-9:.4g}ns"
+
+
 def finish_reserve(timeout: float) -> float:
     """Seconds of the step kept after the run's work deadline for reading back and recording the outcome:
     a tenth of the timeout, at most ``FINISH_RESERVE``."""
@@ -352,7 +360,7 @@ class Api:
         return min(float(timeout), remaining)
 
     def _timeout_text(self) -> str:
-        return f"{self.timeout:g}s" if self.timeout is not None else "deadline"
+        return duration_text(self.timeout) if self.timeout is not None else "deadline"
 
     def _once(self, method: str, path: str, body: Any, content_type: str | None, request_timeout: Any,
               stream: bool, query: Mapping[str, Any]) -> Any:
