@@ -1059,10 +1059,11 @@ class Api:
                                           f"Precondition failed: ResourceVersion in precondition: "
                                           f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                           f"{current['metadata']['resourceVersion']}")
-        policy = req.param("propagationPolicy")
+        body_policy = options.get("propagationPolicy") if isinstance(options, dict) else None
+        policy = req.param("propagationPolicy") or body_policy
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise errors.bad_request(f'Unsupported value: "{policy}"')
-        gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run)
+        gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run, orphan=policy == "Orphan")
         self.after_write(dry_run)
         if rt is PODS:  # pods answer with the deleted object (the Python client expects a V1Pod)
             return 200, gone, "application/json"
