@@ -245,7 +245,7 @@ class DeadlineExceeded(ApiFailure):
 
 
 FINISH_RESERVE = 1.0  # seconds after the run's own work, at most, for reading back and recording the outcome
-MIN_WRITE_BUDGET = 0.1  # seconds: a write needs at least this much of the timeout left, and two round trips
+MIN_WRITE_BUDGET = 0.1  # seconds: the least a write, and the read that checks it, are each given
 
 
 def duration_text(seconds: float) -> str:
@@ -349,12 +349,13 @@ class Api:
             raise DeadlineExceeded(f"the timeout ({self._timeout_text()}) ran out before {method} {path} could be "
                                    f"sent")
         if transport.is_write(method):
-            need = max(MIN_WRITE_BUDGET, 2 * self.slowest)
-            if remaining < need:
+            check = max(MIN_WRITE_BUDGET, self.slowest)  # kept for the read that checks a lost answer
+            if remaining < 2 * check:
                 raise DeadlineExceeded(f"not sending {method} {path}: {remaining:.1f}s of the timeout "
                                        f"({self._timeout_text()}) are left, and a write and the read that checks "
-                                       f"it need {need:.1f}s (answers took up to {self.slowest:.1f}s); this "
-                                       f"write was not made")
+                                       f"it need {2 * check:.1f}s (answers took up to {self.slowest:.1f}s); "
+                                       f"this write was not made")
+            remaining -= check
         if isinstance(timeout, tuple):
             return tuple(min(float(part), remaining) for part in timeout)
         return min(float(timeout), remaining)

@@ -208,6 +208,14 @@ def test_a_write_is_not_sent_when_the_budget_cannot_cover_it_and_its_check() -> 
     assert len(client.calls) == 1 and "this write was not made" in err.value.message
 
 
+def test_a_write_leaves_time_for_the_read_that_checks_it() -> None:
+    api, client, clock = make(Answer(cost=1.0), Answer(), timeout=5.0)
+    api.get("/a")  # 1 s round trip
+    api.patch("/p", {}, "application/merge-patch+json")
+    left = 1000 + 5.0 + finish_reserve(5.0) - (1000 + 1.0)
+    assert client.calls[1][2] == pytest.approx(left - 1.0)
+
+
 def test_a_read_that_times_out_at_the_deadline_says_the_timeout_ran_out() -> None:
     api, client, clock = make(urllib3.exceptions.ReadTimeoutError(None, "/g", "timed out"),  # type: ignore[arg-type]
                               timeout=5.0)

@@ -240,3 +240,22 @@ def test_timeout_5s_against_a_slow_or_hung_server_ends_on_time_and_writes_nothin
     bound = 5 + finish_reserve(5)
     assert all(at - started < bound for at, _, _ in arrivals.seen), arrivals.seen  # no request after the deadline
     assert took < bound + 4, took  # it took 18 s and 121 s before; 5.5 s by design (bench/timeout_bound.py)
+
+
+def test_a_hung_write_is_checked_within_the_timeout_and_reported_as_not_made(sim: kubesim.Sim) -> None:
+    """The PATCH never gets an answer: it is given what is left of the timeout minus the time for the read
+    that checks it; that read shows nothing changed, and there is no time to send it again."""
+    on_r1_then_r2(sim)
+    wait_settled(sim)
+    before = app_state(sim)
+    arrivals = Arrivals(sim)
+    sim.knobs.fail_next(1, "PATCH", WEB_PATH, status=None, hang=HANG_FOREVER)
+    run = run_cli(sim, "--mode", "deploy", "--release", "R3", "--images", f"web={IMG}3", *WEB, "--timeout", "3s")
+    sim.knobs.failures.clear()
+    assert run.code == 1, run.stdout
+    assert len(arrivals.of("PATCH", WEB_PATH)) == 1
+    reads_after = [s for s in arrivals.of("GET", WEB_PATH) if s[0] > arrivals.of("PATCH", WEB_PATH)[0][0]]
+    assert reads_after, "the lost write must be checked by re-reading the workload"
+    (error,) = run.errors
+    assert "this write was not made" in error, error
+    assert app_state(sim) == before
