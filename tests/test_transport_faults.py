@@ -15,7 +15,7 @@ from helpers import RequestLog, app_state, get_deployment, image_of, make_deploy
 
 import kubesim
 from kubesim.faults import EVERY, HANG_FOREVER
-from kubesim.resources import CONFIGMAPS, DEPLOYMENTS, STATEFULSETS
+from kubesim.resources import CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, STATEFULSETS
 from rollback.cluster import finish_reserve
 
 IMG = "registry.example/web:"
@@ -259,3 +259,24 @@ def test_a_hung_write_is_checked_within_the_timeout_and_reported_as_not_made(sim
     (error,) = run.errors
     assert "this write was not made" in error, error
     assert app_state(sim) == before
+
+
+@pytest.mark.parametrize("kind,plural", [("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")])
+def test_a_revisioned_workload_rollback_whose_answer_was_lost_is_reported_as_done(sim: kubesim.Sim, kind: str,
+                                                                                plural: str) -> None:
+    sim.apply(_manifest(kind, "db", "registry.example/db:1", "1.0.0"))
+    wait_settled(sim)
+    ref = ("--deployment", f"{kind.lower()}/db")
+    run = run_cli(sim, *ref, "--mode", "deploy", "--release", "2.0.0", "--images", "db=registry.example/db:2",
+                  "--timeout", "30s")
+    assert run.code == 0, run.stdout
+    sim.knobs.fail_next(1, "PATCH", f"/{plural}/db", drop=True, after_apply=True)
+    with RequestLog(sim) as log:
+        run = run_cli(sim, *ref, "--mode", "rollback", "--release", "1.0.0", "--timeout", "30s")
+    assert run.code == 0, run.stdout
+    assert len([e for e in log.app_writes() if e.method == "PATCH"]) == 1
+    (result,) = run.result()
+    assert (result["action"], result["release"]) == ("rolled-back", "1.0.0")
+    live = sim.store.get(STATEFULSETS if kind == "StatefulSet" else DAEMONSETS, "default", "db")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/db:1"
+    assert live["metadata"]["annotations"][CAUSE] == "1.0.0"
