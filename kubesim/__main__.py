@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from . import serve
+from . import faults, serve
 from .knobs import Knobs
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "combine it with --tls")
     parser.add_argument("--latency", type=float, default=0.0, metavar="S",
                         help="real seconds to wait before answering every request (default 0)")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=faults.HELP)
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a throwaway CA made by the openssl CLI; the kubeconfig carries the "
                              "CA as certificate-authority-data")
@@ -46,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     knobs = Knobs(latency=args.latency)
+    for spec in args.fault:
+        try:
+            faults.add(knobs, faults.parse_spec(spec))
+        except faults.FaultError as err:
+            parser.error(f"--fault: {err}")
     if args.ready_delay is not None:
         knobs.ready_delay = args.ready_delay
     knobs.bad_images.update(args.bad_image)

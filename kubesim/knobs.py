@@ -12,16 +12,24 @@ from dataclasses import dataclass, field
 class FailureRule:
     """Fail the next ``remaining`` requests whose method and path match.
 
-    ``status`` is the HTTP code to answer with (a ``Status`` body); ``drop`` closes the connection instead of
-    answering (for a watch: after the stream started, once ``after_events`` events were sent).
+    ``status`` is the HTTP code to answer with (a ``Status`` body), with a ``Retry-After`` header when
+    ``retry_after`` is set; None answers normally (a rule that only delays). ``drop`` closes the connection
+    instead of answering (for a watch: after the stream started, once ``after_events`` events were sent);
+    with ``after_apply`` the request is carried out first, so a write lands and its answer is lost.
+    ``delay`` waits that many real seconds first; ``hang`` holds the request that long (or until the server
+    stops) and then drops the connection. ``kubesim.faults`` parses and serves these rules.
     """
 
     method: str  # "GET", "PATCH", ... or "*"
     path: re.Pattern[str]
     remaining: int
-    status: int = 500
+    status: int | None = 500
     drop: bool = False
     after_events: int = 0
+    retry_after: int | None = None
+    after_apply: bool = False
+    delay: float = 0.0
+    hang: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return self.remaining > 0 and self.method in ("*", method) and bool(self.path.search(path))
@@ -69,9 +77,11 @@ class Knobs:
     def image_is_bad(self, image: str) -> bool:
         return image in self.bad_images or any(marker in image for marker in self.bad_markers)
 
-    def fail_next(self, count: int = 1, method: str = "*", path: str = ".*", status: int = 500,
-                  drop: bool = False, after_events: int = 0) -> FailureRule:
-        rule = FailureRule(method.upper(), re.compile(path), count, status, drop, after_events)
+    def fail_next(self, count: int = 1, method: str = "*", path: str = ".*", status: int | None = 500,
+                  drop: bool = False, after_events: int = 0, retry_after: int | None = None,
+                  after_apply: bool = False, delay: float = 0.0, hang: float = 0.0) -> FailureRule:
+        rule = FailureRule(method.upper(), re.compile(path), count, status, drop, after_events, retry_after,
+                           after_apply, delay, hang)
         with self.lock:
             self.failures.append(rule)
         return rule

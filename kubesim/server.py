@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import json
 import socket
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import defaults, errors, patching, selectors
+from . import defaults, errors, faults, patching, selectors
 from .clock import Clock
 from .knobs import FailureRule, Knobs
 from .resources import (
@@ -79,8 +80,13 @@ class Reconciler(Protocol):
     def reconcile(self) -> None: ...
 
 
-def injected_error(code: int) -> errors.ApiError:
-    return errors.ApiError(code, _REASONS.get(code, "Unknown"), f"kubesim: injected failure (HTTP {code})")
+def injected_error(code: int, retry_after: int | None = None) -> errors.ApiError:
+    """The answer of a failure rule; with ``retry_after`` also the ``Retry-After`` header (sent by ``_send``) and
+    ``details.retryAfterSeconds``, as the API server's throttling answers carry both."""
+    error = errors.ApiError(code, _REASONS.get(code, "Unknown"), f"kubesim: injected failure (HTTP {code})",
+                            {"retryAfterSeconds": retry_after} if retry_after is not None else None)
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
 
 
 class _DropConnection(Exception):
@@ -1053,10 +1059,11 @@ class Api:
                                           f"Precondition failed: ResourceVersion in precondition: "
                                           f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                           f"{current['metadata']['resourceVersion']}")
-        policy = req.param("propagationPolicy")
+        body_policy = options.get("propagationPolicy") if isinstance(options, dict) else None
+        policy = req.param("propagationPolicy") or body_policy
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise errors.bad_request(f'Unsupported value: "{policy}"')
-        gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run)
+        gone = self.store.delete(rt, route.namespace, name, dry_run=dry_run, orphan=policy == "Orphan")
         self.after_write(dry_run)
         if rt is PODS:  # pods answer with the deleted object (the Python client expects a V1Pod)
             return 200, gone, "application/json"
@@ -1255,11 +1262,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._serve("OPTIONS")
 
-    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+    def _send(self, code: int, body: Any, content_type: str = "application/json", retry_after: int | None = None
+              ) -> None:
         encoded = encode_json(body)
         data = encoded if self.command != "HEAD" else b""
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         self.send_header("Content-Length", str(len(encoded)))
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
@@ -1275,6 +1285,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         api = self.api
+        if faults.is_control(self.path):  # kubesim's own fault controls, not part of the API
+            length = int(self.headers.get("Content-Length") or 0)
+            code, answer = faults.control(api.knobs, method, self.path, self.rfile.read(length) if length > 0 else b"")
+            self._send(code, answer)
+            return
         if api.knobs.on_request is not None:
             api.knobs.on_request(method, self.path)
         split = urlsplit(self.path)
@@ -1286,12 +1301,19 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             rule = api.knobs.take_failure(method, self.path)
             if rule is not None:
-                if not rule.drop:
-                    raise injected_error(rule.status)
-                watching = (req.param("watch") or "").lower() in ("true", "1")
-                if not watching:
+                faults.hold(rule, api.stopping)
+                if rule.hang > 0:
                     raise _DropConnection()
-                req.failure = rule  # type: ignore[attr-defined]
+                watching = (req.param("watch") or "").lower() in ("true", "1")
+                if rule.drop and not watching:
+                    if rule.after_apply:  # carry the request out (a write lands), then lose the answer
+                        with contextlib.suppress(Exception):
+                            api.handle(req)
+                    raise _DropConnection()
+                if rule.drop:
+                    req.failure = rule  # type: ignore[attr-defined]
+                elif rule.status is not None:
+                    raise injected_error(rule.status, rule.retry_after)
             if method in ("HEAD", "OPTIONS"):
                 raise errors.method_not_allowed()
             outcome = api.handle(req)
@@ -1299,7 +1321,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         except errors.ApiError as err:
-            self._send(err.code, err.status())
+            self._send(err.code, err.status(), retry_after=getattr(err, "retry_after", None))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer 500 instead of hanging the client
             self._send(500, errors.internal(f"kubesim: {type(exc).__name__}: {exc}").status())

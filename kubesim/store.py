@@ -200,8 +200,10 @@ class Store:
             self._emit(Event(self._rv, "MODIFIED", rt, copy.deepcopy(new)))
             return copy.deepcopy(new)
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool = False) -> Obj:
-        """Delete at once (no finalizers) and garbage-collect everything the object owns."""
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool = False,
+               orphan: bool = False) -> Obj:
+        """Delete at once (no finalizers) and garbage-collect everything the object owns; with ``orphan``
+        (``propagationPolicy: Orphan``) keep the dependents and remove only their ownerReferences to it."""
         with self._lock:
             key = ((namespace or "") if rt.namespaced else "", name)
             old = self._objects[rt.key].get(key)
@@ -214,8 +216,31 @@ class Store:
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
             self._emit(Event(self._rv, "DELETED", rt, gone))
-            self._collect_garbage(old)
+            if orphan and old.get("kind") != "Namespace":
+                self._orphan_dependents(old)
+            else:
+                self._collect_garbage(old)
             return copy.deepcopy(gone)
+
+    def _orphan_dependents(self, owner: Obj) -> None:
+        """What the garbage collector does for an Orphan deletion: every dependent loses its ownerReference
+        to the owner (a MODIFIED event, a new resourceVersion) and stays."""
+        uid = owner["metadata"]["uid"]
+        for rt in RESOURCES:
+            for key, obj in list(self._objects[rt.key].items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                kept = [ref for ref in refs if ref.get("uid") != uid]
+                if len(kept) == len(refs):
+                    continue
+                new = copy.deepcopy(obj)
+                if kept:
+                    new["metadata"]["ownerReferences"] = kept
+                else:
+                    new["metadata"].pop("ownerReferences", None)
+                self._rv += 1
+                new["metadata"]["resourceVersion"] = str(self._rv)
+                self._objects[rt.key][key] = new
+                self._emit(Event(self._rv, "MODIFIED", rt, copy.deepcopy(new)))
 
     def _collect_garbage(self, owner: Obj) -> None:
         uid = owner["metadata"]["uid"]

@@ -95,7 +95,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
                 insecure_skip_tls_verify=inputs.insecure_skip_tls_verify), environ)
             gha.info(f"using {connection.source}: {connection.server}")
         workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
-        api = Api(connection.api_client)
+        api = Api(connection.api_client, timeout=inputs.timeout)  # bounds every request of the step
         ctx = Context(
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
@@ -167,6 +167,8 @@ def _all_compensated(report: object) -> bool:
 
 def _api_hint(err: object) -> str:
     status = getattr(err, "status", 0)
+    if status == 0 and getattr(err, "reason", "") == "Timeout":  # cluster.DeadlineExceeded: no answer in time
+        return " (raise the timeout input if the API server is this slow)"
     if status == 0:
         return (" (check the server address in the kubeconfig and that the runner can reach it; a container "
                 "action cannot reach the runner's 127.0.0.1)")

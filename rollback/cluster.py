@@ -11,13 +11,16 @@ import base64
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import urllib3
 import yaml
+
+from . import transport
 
 REQUEST_TIMEOUT = 30.0  # seconds, for every non-watch API request
 UNREACHABLE = 0  # ApiFailure.status when the API server gave no answer at all
@@ -228,6 +231,37 @@ def resource_path(group: str, namespace: str, plural: str, name: str | None = No
     return f"{path}/{quote(name, safe='')}" if name is not None else path
 
 
+class AnswerLost(ApiFailure):
+    """A write was sent but its answer never came (connection reset, read timeout) or was a 5xx: the API
+    server may or may not have applied it. The write's owner re-reads the object and decides from what is
+    there (``rollback.verify``); it is never sent again blindly."""
+
+
+class DeadlineExceeded(ApiFailure):
+    """The ``timeout`` input ran out: the request was not sent (or its answer did not come in time)."""
+
+    def __init__(self, message: str):
+        super().__init__(UNREACHABLE, "Timeout", message)
+
+
+FINISH_RESERVE = 1.0  # seconds after the run's own work, at most, for reading back and recording the outcome
+MIN_WRITE_BUDGET = 0.1  # seconds: the least a write, and the read that checks it, are each given
+
+
+def duration_text(seconds: float) -> str:
+    """``5s``, ``300ms``, ``1ns``: a timeout as the user wrote it, near enough."""
+    for unit, size in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= size:
+            return f"{seconds / size:.4g}{unit}"
+    return f"{seconds / 1e-9:.4g}ns"
+
+
+def finish_reserve(timeout: float) -> float:
+    """Seconds of the step kept after the run's work deadline for reading back and recording the outcome:
+    a tenth of the timeout, at most ``FINISH_RESERVE``."""
+    return min(FINISH_RESERVE, timeout / 10)
+
+
 class Api:
     """REST calls through the official client's ``ApiClient`` (its configuration, auth, TLS and proxies),
     with raw JSON in and out.
@@ -237,15 +271,100 @@ class Api:
     client does not know. Going through ``param_serialize``/``call_api`` instead of the generated
     ``AppsV1Api``/``CoreV1Api`` classes also spares every run their import: 0.7-1.0 s of a 1.2 s cold start
     (bench/cold_start.py).
+
+    Transient failures are retried here, with bounds (``rollback.transport``); urllib3's own retries are
+    turned off so this is the only place that decides. With a ``timeout`` the whole step is bounded: every
+    request gets a timeout (connect and read together) from what is left, no request starts after the
+    deadline, and a write is not sent when what is left cannot cover it and the read that checks it (two
+    of the slowest round trips seen so far).
     """
 
-    def __init__(self, api_client: Any):
+    def __init__(self, api_client: Any, timeout: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.api_client = api_client
+        self.clock = clock
+        self.sleep = sleep
+        self.deadline: float | None = None  # clock() value after which no request is sent
+        self.timeout: float | None = None
+        self.reserve = 0.0
+        self.slowest = 0.0  # seconds: the longest round trip answered so far
+        if timeout is not None:
+            self.set_timeout(timeout)
+        _disable_urllib3_retries(api_client)
+
+    def set_timeout(self, timeout: float) -> None:
+        """Bound every request from now on by ``timeout`` seconds, plus the reserve for recording the outcome."""
+        self.timeout = timeout
+        self.reserve = finish_reserve(timeout)
+        self.deadline = self.clock() + timeout + self.reserve
+
+    def work_deadline(self, proposed: float) -> float:
+        """The deadline for the run's work (writes, waits): ``proposed``, but never later than the step's
+        timeout minus the reserve kept for reading back and recording the outcome. Sets the timeout from
+        ``proposed`` when none was set."""
+        if self.deadline is None:
+            self.set_timeout(max(0.0, proposed - self.clock()))
+        assert self.deadline is not None
+        return min(proposed, self.deadline - self.reserve)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock()
 
     def request(self, method: str, path: str, body: Any = None, content_type: str | None = None,
-                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, **query: Any) -> Any:
-        """One request; query parameters with a None value are left out. Returns the decoded JSON body, or
-        with ``stream`` the open urllib3 response (the caller reads it and releases the connection)."""
+                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, retry: bool = True, **query: Any) -> Any:
+        """One request, retried (unless ``retry`` is False) when ``rollback.transport`` says so; query
+        parameters with a None value are left out. Returns the decoded JSON body, or with ``stream`` the open
+        urllib3 response (the caller reads it and releases the connection). Raises ``AnswerLost`` when a
+        write's outcome is unknown and ``DeadlineExceeded`` when the timeout ran out."""
+        retries = 0
+        while True:
+            request_timeout = self._budget(method, path, timeout)
+            try:
+                return self._once(method, path, body, content_type, request_timeout, stream, query)
+            except _Failed as failed:
+                step = transport.next_step(method, failed.outcome, retries, self.remaining())
+                if step.action == "retry" and retry:
+                    self.sleep(step.wait)
+                    retries += 1
+                    continue
+                error = failed.error
+                if step.action == "lost":
+                    raise AnswerLost(error.status, error.reason or "AnswerLost",
+                                     f"{error.message}; the {method} may or may not have been applied",
+                                     error.causes) from None
+                if failed.timed_out and self.deadline is not None and self.clock() >= self.deadline - 0.01:
+                    raise DeadlineExceeded(f"the timeout ({self._timeout_text()}) ran out while waiting for the "
+                                           f"answer to {method} {path}") from None
+                if step.why:
+                    error = ApiFailure(error.status, error.reason, f"{error.message} ({step.why})", error.causes)
+                raise error from None
+
+    def _budget(self, method: str, path: str, timeout: Any) -> Any:
+        """The request's timeout, cut to what is left of the deadline; raises when nothing (or, for a write,
+        too little) is left."""
+        remaining = self.remaining()
+        if remaining is None:
+            return timeout
+        if remaining <= 0:
+            raise DeadlineExceeded(f"the timeout ({self._timeout_text()}) ran out before {method} {path} could be "
+                                   f"sent")
+        if transport.is_write(method):
+            check = max(MIN_WRITE_BUDGET, self.slowest)  # kept for the read that checks a lost answer
+            if remaining < 2 * check:
+                raise DeadlineExceeded(f"not sending {method} {path}: {remaining:.1f}s of the timeout "
+                                       f"({self._timeout_text()}) are left, and a write and the read that checks "
+                                       f"it need {2 * check:.1f}s (answers took up to {self.slowest:.1f}s); "
+                                       f"this write was not made")
+            remaining -= check
+        if isinstance(timeout, tuple):
+            return tuple(min(float(part), remaining) for part in timeout)
+        return min(float(timeout), remaining)
+
+    def _timeout_text(self) -> str:
+        return duration_text(self.timeout) if self.timeout is not None else "deadline"
+
+    def _once(self, method: str, path: str, body: Any, content_type: str | None, request_timeout: Any,
+              stream: bool, query: Mapping[str, Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         headers = {"Accept": "application/json"}
@@ -254,20 +373,30 @@ class Api:
         params = [(key, _query_value(value)) for key, value in query.items() if value is not None]
         serialized = self.api_client.param_serialize(method, path, query_params=params, header_params=headers,
                                                      body=body, auth_settings=["BearerToken"])
+        started = self.clock()
+        host = self.api_client.configuration.host
         try:
-            response = self.api_client.call_api(*serialized, _request_timeout=timeout)
+            response = self.api_client.call_api(*serialized, _request_timeout=request_timeout)
+            if not 200 <= response.status <= 299 or not stream:
+                data = response.read()
         except ApiException as err:
-            raise ApiFailure.from_exception(err) from None
-        except urllib3.exceptions.HTTPError as err:  # refused, reset, DNS, TLS, timeout: no answer at all
+            failure = ApiFailure.from_exception(err)
+            retry_after = transport.parse_retry_after((getattr(err, "headers", None) or {}).get("Retry-After"))
+            # status 0 here is urllib3's SSLError: a TLS problem, not a lost answer
+            raise _Failed(failure, transport.Outcome(failure.status or -1, retry_after)) from None
+        except urllib3.exceptions.HTTPError as err:  # refused, reset, DNS, timeout: no answer at all
             reason = getattr(err, "reason", None) or err
-            raise ApiFailure(UNREACHABLE, "Unreachable", f"no answer from the API server "
-                                                         f"{self.api_client.configuration.host}: {reason}") from None
+            sent = not isinstance(err, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
+            timed_out = isinstance(err, urllib3.exceptions.TimeoutError)
+            raise _Failed(ApiFailure(UNREACHABLE, "Unreachable", f"no answer from the API server {host}: {reason}"),
+                          transport.Outcome(UNREACHABLE, None, sent), timed_out) from None
+        self.slowest = max(self.slowest, self.clock() - started)
         if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiFailure.from_exception(_Answer(response.status, response.reason, response.data))
+            failure = ApiFailure.from_exception(_Answer(response.status, response.reason, data))
+            retry_after = transport.parse_retry_after((response.headers or {}).get("Retry-After"))
+            raise _Failed(failure, transport.Outcome(response.status, retry_after))
         if stream:
             return response.response
-        data = response.read()
         return json.loads(data) if data else {}
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
@@ -286,14 +415,40 @@ class Api:
         result: dict[str, Any] = self.request("PUT", path, body=body, content_type="application/json", **query)
         return result
 
-    def delete(self, path: str, **query: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("DELETE", path, **query)
+    def delete(self, path: str, body: Any = None, **query: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", path, body=body,
+                                              content_type="application/json" if body is not None else None,
+                                              **query)
         return result
 
     def watch(self, path: str, timeout: float, **query: Any) -> Any:
-        """Open a watch on a collection; returns the raw urllib3 response (read lines, then release it)."""
+        """Open a watch on a collection; returns the raw urllib3 response (read lines, then release it).
+        Not retried here: the caller resumes from the last resourceVersion it saw."""
+        remaining = self.remaining()
+        if remaining is not None:
+            timeout = min(timeout, remaining)
         return self.request("GET", path, timeout=(10.0, timeout + 15.0), stream=True, watch="true",
-                            timeoutSeconds=max(1, int(timeout)), **query)
+                            timeoutSeconds=max(1, int(timeout)), retry=False, **query)
+
+
+class _Failed(Exception):
+    """One attempt failed: the error to raise, and what ``transport.next_step`` needs to know."""
+
+    def __init__(self, error: ApiFailure, outcome: transport.Outcome, timed_out: bool = False):
+        super().__init__(str(error))
+        self.error = error
+        self.outcome = outcome
+        self.timed_out = timed_out
+
+
+def _disable_urllib3_retries(api_client: Any) -> None:
+    """urllib3 retries a request on its own (3 times by default, PUT and DELETE included): turn that off so
+    a write whose answer was lost is never sent again behind our back."""
+    pool_manager = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    pool_kw = getattr(pool_manager, "connection_pool_kw", None)
+    if pool_manager is not None and isinstance(pool_kw, dict):
+        pool_kw["retries"] = False
+        pool_manager.clear()
 
 
 @dataclass(frozen=True)

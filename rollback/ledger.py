@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from rollback.cluster import Api, ApiFailure, resource_path
+from rollback.cluster import AnswerLost, Api, ApiFailure, DeadlineExceeded, resource_path
 from rollback.modes import LedgerFacts
 
 LEDGER_NAME = "kube-release-rollback-ledger"
@@ -441,13 +441,21 @@ class ConfigMapLedger:
             new = change(state)
             if new == state:
                 return state
+            body = self._body(new, current)
             try:
                 if current is None:
                     written = self.api.create(resource_path("", self.namespace, "configmaps"),
-                                              self._body(new, None), dryRun=dry, fieldManager=MANAGED_BY)
+                                              body, dryRun=dry, fieldManager=MANAGED_BY)
                 else:
                     written = self.api.replace(resource_path("", self.namespace, "configmaps", self.name),
-                                               self._body(new, current), dryRun=dry, fieldManager=MANAGED_BY)
+                                               body, dryRun=dry, fieldManager=MANAGED_BY)
+            except AnswerLost:
+                # The write may or may not have landed: never write it again blindly (the entries would be
+                # there twice). Re-read: if the ConfigMap holds what we sent, it landed; else go round again.
+                _, landed = self._read()
+                if not dry_run and landed is not None and (landed.get("data") or {}) == body["data"]:
+                    return LedgerState.from_data(landed.get("data"), where=self.where)
+                continue
             except ApiFailure as exc:
                 # 409 Conflict / AlreadyExists, or 404 on replace (deleted meanwhile): re-read and retry.
                 # A 404 on create means the namespace itself is missing: retrying cannot help.
@@ -464,6 +472,8 @@ class ConfigMapLedger:
     def _read(self) -> tuple[LedgerState, dict[str, Any] | None]:
         try:
             cm = self.api.get(resource_path("", self.namespace, "configmaps", self.name))
+        except DeadlineExceeded:
+            raise  # the timeout input ran out: say that, not that the ledger is unreadable
         except ApiFailure as exc:
             if exc.status == 404:
                 return LedgerState(exists=False), None

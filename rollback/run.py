@@ -121,7 +121,7 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
 
 def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None
          ) -> RunReport:
-    deadline = ctx.now() + inputs.timeout
+    deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
     manifests = _load_manifests(inputs, ctx)
     targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
     for target in targets:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .cluster import Api, ApiFailure, resource_path
+from .cluster import AnswerLost, Api, ApiFailure, resource_path
 from .history import History, Revision
 from .inputs import ImageSpec, WorkloadRef
 
@@ -52,6 +52,17 @@ class Paused(WorkloadError):
 
 class Conflict(WorkloadError):
     """Someone else changed the workload between our read and our write."""
+
+
+class OutcomeUnknown(WorkloadError):
+    """A write's answer was lost and the workload could not be re-read to tell whether it landed."""
+
+
+class WriteNotLanded(WorkloadError):
+    """A write's answer was lost every time it was sent, and re-reading showed it was never applied."""
+
+
+LOST_WRITE_ATTEMPTS = 3  # sends of one write whose answer is lost, each followed by a re-read
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,61 @@ def pruned_deployment_revisions(replica_sets: Iterable[Mapping[str, Any]]) -> tu
     return tuple(n for n in range(1, max(seen)) if n not in seen)
 
 
+@dataclass(frozen=True)
+class Intended:
+    """What a write to a workload was to leave there, to tell from a re-read whether it landed."""
+
+    resource_version: str | None  # the resourceVersion the write was conditioned on; None: unconditional
+    annotations: Mapping[str, str | None]  # None: the write removed the annotation
+    template: Mapping[str, Any] | None = None  # the whole pod template the write set
+    images: Mapping[str, str] = field(default_factory=dict)  # container name -> image the write set
+
+
+@dataclass(frozen=True)
+class Verdict:
+    landed: bool
+    unchanged: bool  # the object is exactly as read before the write (same resourceVersion)
+    reason: str
+
+
+def judge_write(intended: Intended, current: Mapping[str, Any] | None) -> Verdict:
+    """Did the write described by ``intended`` land, judging from ``current`` (the object re-read after the
+    answer was lost; None: it is gone)?
+
+    Landed means: the pod template and our annotations are what the write set. The same resourceVersion as
+    the read the write was conditioned on means nothing was written. A different object that does not match
+    is someone else's change (or a status update): our conditioned write can no longer land.
+    """
+    if current is None:
+        return Verdict(False, False, "the workload is gone")
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    if intended.resource_version is not None and version == intended.resource_version:
+        return Verdict(False, True, "the workload is unchanged since it was read (same resourceVersion)")
+    template = (current.get("spec") or {}).get("template") or {}
+    different: list[str] = []
+    if intended.template is not None and not same_template(template, intended.template):
+        different.append("the pod template")
+    pod_spec = template.get("spec") or {}
+    live = {c.get("name"): c.get("image") for c in (pod_spec.get("containers") or [])
+            + (pod_spec.get("initContainers") or [])}
+    for container, image in sorted(intended.images.items()):
+        if live.get(container) != image:
+            different.append(f"container {container} runs {live.get(container)!r}, not {image!r}")
+    notes = annotations_of(current)
+    for key, value in sorted(intended.annotations.items()):
+        if notes.get(key) != value:
+            different.append(f"annotation {key} is {notes.get(key)!r}, not {value!r}")
+    if different:
+        return Verdict(False, False, "it differs from what the write set: " + "; ".join(different))
+    return Verdict(True, False, "it holds the template and annotations the write set")
+
+
+def _images_in(template: Mapping[str, Any]) -> dict[str, str]:
+    spec = template.get("spec") or {}
+    return {str(c.get("name")): str(c.get("image")) for c in (spec.get("containers") or [])
+            + (spec.get("initContainers") or []) if c.get("name") and c.get("image")}
+
+
 def _failed_test_op(err: ApiFailure) -> bool:
     """Did our JSON-patch ``test`` on ``/metadata/resourceVersion`` fail? The API server answers 422 with a
     generic message and puts the patch library's "testing value /metadata/resourceVersion failed" in a cause."""
@@ -244,16 +310,21 @@ class Workload:
             "metadata": {"annotations": dict(annotations), "resourceVersion": obj["metadata"]["resourceVersion"]},
             "spec": {"template": image_patch(template, images)},
         }
-        return self._patch(body, "application/strategic-merge-patch+json", dry_run)
+        intended = Intended(obj["metadata"]["resourceVersion"], dict(annotations),
+                            images={item.container: item.image for item in images})
+        return self._patch(body, "application/strategic-merge-patch+json", dry_run, intended=intended)
 
     def annotate(self, obj: Obj, annotations: Mapping[str, str | None], dry_run: bool) -> Obj:
         body = {"metadata": {"annotations": dict(annotations),
                              "resourceVersion": obj["metadata"]["resourceVersion"]}}
-        return self._patch(body, "application/merge-patch+json", dry_run)
+        intended = Intended(obj["metadata"]["resourceVersion"], dict(annotations))
+        return self._patch(body, "application/merge-patch+json", dry_run, intended=intended)
 
     def apply(self, manifest: Obj, dry_run: bool) -> Obj:
         """Server-side apply of a full manifest for this workload (field manager of our own, forced)."""
-        return self._patch(manifest, "application/apply-patch+yaml", dry_run, force=True)
+        template = (manifest.get("spec") or {}).get("template") or {}
+        intended = Intended(None, annotations_of(manifest), images=_images_in(template))
+        return self._patch(manifest, "application/apply-patch+yaml", dry_run, force=True, intended=intended)
 
     # plumbing
 
@@ -263,16 +334,54 @@ class Workload:
             return resource_path("apps", self.namespace, self.plural, self.name)
         return resource_path("" if plural == "pods" else "apps", self.namespace, plural, name)
 
-    def _patch(self, body: Any, content_type: str, dry_run: bool, force: bool | None = None) -> Obj:
+    def _patch(self, body: Any, content_type: str, dry_run: bool, force: bool | None = None,
+               intended: Intended | None = None) -> Obj:
+        """Send one write. When its answer is lost, re-read the workload and decide from what is there
+        (``judge_write``): landed, return it as if answered; not applied, send it again (a few times);
+        changed by someone else, ``Conflict``. A dry run persists nothing, so it is simply sent again."""
+        lost: AnswerLost | None = None
+        for _ in range(LOST_WRITE_ATTEMPTS):
+            try:
+                return self.api.patch(self.path(), body, content_type, fieldManager=FIELD_MANAGER, force=force,
+                                      dryRun="All" if dry_run else None)
+            except AnswerLost as err:
+                lost = err
+                if dry_run:
+                    continue
+                if intended is None:
+                    raise
+                current = self._reread_after(err)
+                verdict = judge_write(intended, current)
+                if verdict.landed:
+                    assert current is not None
+                    return current
+                if current is None:
+                    raise NotFound(f"{self} disappeared from namespace {self.namespace!r}") from None
+                if not verdict.unchanged and intended.resource_version is not None:
+                    raise Conflict(f"{self} was changed by someone else while we were changing it") from None
+            except ApiFailure as err:
+                if err.status == 409 or (err.status == 422 and _failed_test_op(err)):
+                    raise Conflict(f"{self} was changed by someone else while we were changing it") from None
+                if err.status == 404:
+                    raise NotFound(f"{self} disappeared from namespace {self.namespace!r}") from None
+                raise
+        assert lost is not None
+        raise WriteNotLanded(f"{self}: the write did not land: the API server's answer was lost each of "
+                             f"{LOST_WRITE_ATTEMPTS} times it was sent ({lost.message}), and re-reading "
+                             f"{self} showed it was not applied; nothing of it is in the cluster. Check the "
+                             f"API server's health, then run again")
+
+    def _reread_after(self, lost: AnswerLost) -> Obj | None:
+        """The workload re-read after a write whose answer was lost; None when it is gone."""
         try:
-            return self.api.patch(self.path(), body, content_type, fieldManager=FIELD_MANAGER, force=force,
-                                  dryRun="All" if dry_run else None)
+            return self._read()
         except ApiFailure as err:
-            if err.status == 409 or (err.status == 422 and _failed_test_op(err)):
-                raise Conflict(f"{self} was changed by someone else while we were changing it") from None
-            if err.status == 404:
-                raise NotFound(f"{self} disappeared from namespace {self.namespace!r}") from None
-            raise
+            if err.is_not_found:
+                return None
+            raise OutcomeUnknown(
+                f"{self}: whether the write landed is unknown: its answer was lost ({lost.message}) and "
+                f"{self} could not be re-read to check ({err.message}). See what is live with 'kubectl "
+                f"rollout history {self} -n {self.namespace}' before running again") from None
 
     def _read(self) -> Obj:
         return self.api.get(self.path())
@@ -331,7 +440,10 @@ class Deployment(Workload):
             {"op": "replace", "path": "/spec/template", "value": without_hash(target.template)},
             {"op": "replace", "path": "/metadata/annotations", "value": annotations},
         ]
-        return self._patch(body, "application/json-patch+json", dry_run)
+        intended = Intended(obj["metadata"]["resourceVersion"],
+                            {key: annotations.get(key) for key in (CHANGE_CAUSE, *extra)},
+                            template=without_hash(target.template))
+        return self._patch(body, "application/json-patch+json", dry_run, intended=intended)
 
     def rollout_state(self, obj: Obj) -> RolloutState:
         name, spec, status = self.name, obj.get("spec") or {}, obj.get("status") or {}
@@ -407,7 +519,8 @@ class _RevisionedWorkload(Workload):
             "metadata": {"annotations": annotations, "resourceVersion": obj["metadata"]["resourceVersion"]},
             "spec": {"template": template},
         }
-        return self._patch(body, "application/strategic-merge-patch+json", dry_run)
+        intended = Intended(obj["metadata"]["resourceVersion"], annotations, template=target.template)
+        return self._patch(body, "application/strategic-merge-patch+json", dry_run, intended=intended)
 
     def _rolling_update_required(self, obj: Obj) -> RolloutState | None:
         strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
@@ -471,6 +584,10 @@ class StatefulSet(_RevisionedWorkload):
     def delete_pod(self, name: str) -> None:
         try:
             self.api.delete(self.path("pods", name))
+        except AnswerLost:
+            # Never sent twice: the controller recreates a deleted pod under the same name, and a second
+            # delete would hit the new pod. If the first did not land, the rollout wait shows it stuck.
+            pass
         except ApiFailure as err:
             if not err.is_not_found:
                 raise
