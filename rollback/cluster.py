@@ -20,6 +20,7 @@ import urllib3
 import yaml
 
 REQUEST_TIMEOUT = 30.0  # seconds, for every non-watch API request
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"  # Accept: metadata only
 UNREACHABLE = 0  # ApiFailure.status when the API server gave no answer at all
 
 
@@ -243,12 +244,14 @@ class Api:
         self.api_client = api_client
 
     def request(self, method: str, path: str, body: Any = None, content_type: str | None = None,
-                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, **query: Any) -> Any:
+                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, accept: str = "application/json",
+                **query: Any) -> Any:
         """One request; query parameters with a None value are left out. Returns the decoded JSON body, or
-        with ``stream`` the open urllib3 response (the caller reads it and releases the connection)."""
+        with ``stream`` the open urllib3 response (the caller reads it and releases the connection).
+        ``accept``: the media type asked for (``PARTIAL_METADATA``: the object's metadata only)."""
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         params = [(key, _query_value(value)) for key, value in query.items() if value is not None]
@@ -272,6 +275,15 @@ class Api:
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", path, **query)
+        return result
+
+    def get_metadata(self, path: str) -> dict[str, Any]:
+        """GET one object's metadata only (a ``PartialObjectMetadata``): never its spec, data or status, so
+        reading a Secret this way cannot read its values. Anything else in the answer is refused."""
+        result: dict[str, Any] = self.request("GET", path, accept=PARTIAL_METADATA)
+        if result.get("kind") != "PartialObjectMetadata":
+            raise ApiFailure(406, "NotAcceptable", f"the API server answered a metadata-only GET of {path} with "
+                                                   f"{result.get('kind')!r}, not PartialObjectMetadata")
         return result
 
     def patch(self, path: str, body: Any, content_type: str, **query: Any) -> dict[str, Any]:
