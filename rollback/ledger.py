@@ -156,7 +156,8 @@ class Entry:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "images": list(self.images)}  # the fields, in order, as documented
+        return {**asdict(self), "images": list(self.images),  # the fields, in order, as documented
+                "managed_by": list(self.managed_by)}
 
     @classmethod
     def from_json(cls, obj: object) -> Entry:

@@ -18,7 +18,7 @@ from . import plan as change_plan
 from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
-from .inputs import ImageSpec, Inputs
+from .inputs import ImageSpec, Inputs, Mode
 from .ledger import (
     FAILED,
     REFUSED,
@@ -145,7 +145,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if block is not None:  # tell the plan job now, not when the deploy is refused
             gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts "
                                        f"the block)"))
-        _show_plan(inputs, targets, {str(t.workload): _planned(inputs, t) for t in targets}, manifests,
+        as_auto = replace(inputs, mode=Mode.AUTO)  # what auto would do with this decision
+        _show_plan(inputs, targets, {str(t.workload): _planned(as_auto, t) for t in targets}, manifests,
                    _images_for_plan(inputs, targets), calculate_only=True)
         return _report(inputs, targets, overall)
     plan = {str(t.workload): _planned(inputs, t) for t in targets}
