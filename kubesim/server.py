@@ -299,6 +299,9 @@ _DEPLOYMENT_SPEC: dict[int, ProtoField] = {
 PROTO_SCHEMAS: dict[str, dict[int, ProtoField]] = {
     "ConfigMap": {1: ("metadata", _OBJECT_META, False), 2: ("data", ("map", "string"), False),
                   3: ("binaryData", ("map", "bytes"), False), 4: ("immutable", "bool?", False)},
+    "Secret": {1: ("metadata", _OBJECT_META, False), 2: ("data", ("map", "bytes"), False),
+               3: ("type", "string", False), 4: ("stringData", ("map", "string"), False),
+               5: ("immutable", "bool?", False)},
     "Namespace": {1: ("metadata", _OBJECT_META, False),
                   2: ("spec", {1: ("finalizers", "string", True)}, False)},
     "Deployment": {1: ("metadata", _OBJECT_META, False), 2: ("spec", _DEPLOYMENT_SPEC, False)},
