@@ -47,8 +47,8 @@ COPY entrypoint.py /app/entrypoint.py
 # Byte-compile at build time what every run imports, so no run compiles it again: the engine, and the
 # standard library, whose .pyc files the official image deletes (with PYTHONDONTWRITEBYTECODE=1 every step
 # would otherwise compile ~145 stdlib modules in memory and throw them away). Parts of the stdlib the action
-# cannot import (GUI, test suites, 2to3, ensurepip, the base's own site-packages) are skipped. bench/cold_start.py and the README give the
-# time saved and the size cost.
+# cannot import (GUI, test suites, 2to3, ensurepip, the base's own site-packages) are skipped.
+# bench/container_cold_start.py measures the time saved and the size cost (figures in the README).
 RUN python -m compileall -q -j 0 -x '/(site-packages|idlelib|tkinter|turtledemo|lib2to3|ensurepip|test|tests|idle_test)/' \
         "$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')" \
     && python -m compileall -q /app/rollback
