@@ -335,7 +335,7 @@ class Reader:
 
     api: Api
     namespace: str
-    forbidden: list[str] = field(default_factory=list)  # "get configmaps", "list horizontalpodautoscalers"
+    forbidden: list[str] = field(default_factory=list)  # "get secrets (403 Forbidden)", once each
     _states: dict[tuple[str, str], ConfigState] = field(default_factory=dict)
     _hpas: list[Obj] | None = None
 
@@ -349,8 +349,8 @@ class Reader:
             except ApiFailure as err:
                 if err.status not in (403, 404):
                     raise
-                if err.status == 403:
-                    self.forbidden.append("list horizontalpodautoscalers (autoscaling)")
+                if err.status == 403:  # 404: no autoscaling/v2 served, so no HPA either
+                    self.forbidden.append(f"list horizontalpodautoscalers ({err.status} {err.reason})")
                 self._hpas = []
         return self._hpas
 
@@ -366,8 +366,9 @@ class Reader:
                 if err.status == 404:
                     self._states[key] = ConfigState(ref.kind, ref.name, False)
                 elif err.status in (401, 403, 406):
-                    if f"get {plural}" not in self.forbidden:
-                        self.forbidden.append(f"get {plural}")
+                    said = f"get {plural} ({err.status} {err.reason})"
+                    if said not in self.forbidden:
+                        self.forbidden.append(said)
                     self._states[key] = ConfigState(ref.kind, ref.name, None)
                 else:
                     raise

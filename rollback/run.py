@@ -145,6 +145,12 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if block is not None:  # tell the plan job now, not when the deploy is refused
             gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts "
                                        f"the block)"))
+        for target in targets:  # tell the plan job now, not when the change is refused
+            for finding in preflight.ownership_findings(str(target.workload), preflight.managers(target.obj),
+                                                        inputs.allow_managed):
+                gha.warning(gha.escape_log(finding.message if finding.level == "warning" else
+                                           f"deploying or rolling back would be refused: {finding.message}"))
+                target.warnings.append(finding.message)
         as_auto = replace(inputs, mode=Mode.AUTO)  # what auto would do with this decision
         _show_plan(inputs, targets, {str(t.workload): _planned(as_auto, t) for t in targets}, manifests,
                    _images_for_plan(inputs, targets), calculate_only=True)
@@ -496,8 +502,8 @@ def _preflight(inputs: Inputs, ctx: Context, targets: list[Target], rollbacks: l
             gha.notice(gha.escape_log(f"{key}: {note}"))
             owner.warnings.append(f"{key}: {note}")
     if reader.forbidden:  # said once for the run
-        message = (f"could not check everything before writing: the credentials may not "
-                   f"{', '.join(reader.forbidden)} (403 Forbidden), so those checks were skipped; grant it (see the "
+        message = (f"could not check everything before writing: the API server refused to "
+                   f"{', '.join(reader.forbidden)}, so those checks were skipped; grant the permission (see the "
                    f"README's RBAC section) to have them done")
         gha.warning(gha.escape_log(message))
         if targets:

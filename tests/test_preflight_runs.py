@@ -207,6 +207,15 @@ def test_allow_managed_goes_ahead_with_a_warning_in_the_summary_and_the_ledger(s
     assert get_deployment(sim)["metadata"]["labels"]["argocd.argoproj.io/instance"] == "shop"
 
 
+def test_calculate_warns_that_a_managed_workload_would_be_refused(sim: kubesim.Sim) -> None:
+    labels, annotations, manager, _, _, _ = MANAGED["helm"]
+    managed_web(sim, labels, annotations, manager)
+    run = run_cli(sim, "--mode", "calculate", "--release", "1.0.0", "--deployment", "web")
+    assert run.code == 0, run.stdout
+    [warning] = [w for w in run.warnings if "managed by Helm" in w]
+    assert warning.startswith("deploying or rolling back would be refused: deployment/web is managed by Helm")
+
+
 def test_an_unmanaged_workload_is_not_flagged(sim: kubesim.Sim) -> None:
     put_deployment(sim, "1.0.0", IMG + "1.0.0")
     put_deployment(sim, "1.1.0", IMG + "1.1.0")
@@ -398,7 +407,7 @@ def test_a_forbidden_config_check_is_unknown_and_said_once(sim: kubesim.Sim) -> 
     run = rollback(sim, "1.0.0", "--no-ledger")
     assert run.code == 0, run.stdout  # unknown is not missing: the check cannot refuse what it could not see
     said = [w for w in run.warnings if "could not check everything before writing" in w]
-    assert len(said) == 1 and "get configmaps" in said[0]
+    assert len(said) == 1 and "get configmaps (403 Forbidden)" in said[0]
 
 
 # -- deploy must change the template ------------------------------------------------------------------------------
