@@ -579,3 +579,33 @@ def test_a_dry_run_deploy_from_manifests_plans_exactly_what_the_deploy_does(sim:
     }
     container = get_deployment(sim)["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--port", "8080"] and container["resources"]["limits"]["cpu"] == "500m"
+
+
+# -- StatefulSets and DaemonSets: the target template comes from a ControllerRevision ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_a_controller_revision_needing_a_deleted_secret_is_refused(sim: kubesim.Sim, kind: str) -> None:
+    secret(sim, "app-secret-1")
+
+    def put(release: str, pod_spec: dict[str, Any]) -> None:
+        body: dict[str, Any] = {"selector": {"matchLabels": {"app": "app"}},
+                                "template": {"metadata": {"labels": {"app": "app"}}, "spec": pod_spec}}
+        if kind == "StatefulSet":
+            body.update(replicas=1, serviceName="app")
+        sim.apply({"apiVersion": "apps/v1", "kind": kind,
+                   "metadata": {"name": "app", "namespace": "default", "annotations": {CHANGE_CAUSE: release}},
+                   "spec": body})
+        wait_settled(sim)
+
+    put("1.0.0", {"containers": [{"name": "app", "image": "reg/app:1.0.0",
+                                  "envFrom": [{"secretRef": {"name": "app-secret-1"}}]}]})
+    put("1.1.0", {"containers": [{"name": "app", "image": "reg/app:1.1.0"}]})
+    call(sim, "DELETE", "/api/v1/namespaces/default/secrets/app-secret-1")
+    with RequestLog(sim) as log:
+        run = run_cli(sim, "--mode", "rollback", "--release", "1.0.0", "--deployment", f"{kind.lower()}/app",
+                      "--timeout", "30s")
+    assert run.code == 1, run.stdout
+    assert "Secret app-secret-1 does not exist" in run.errors[-1]
+    assert "envFrom of container app" in run.errors[-1]
+    assert log.writes(include_dry_run=True) == []
