@@ -68,6 +68,7 @@ class Manager:
     name: str  # "Argo CD", "Flux (kustomize-controller)", "Flux (helm-controller)", "Helm"
     evidence: tuple[str, ...]
     instead: str
+    certain: bool = True  # False: the only evidence is a label other tools set too (a warning, not a refusal)
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -114,7 +115,8 @@ def managers(obj: Mapping[str, Any]) -> tuple[Manager, ...]:
         found.append(Manager("Argo CD", tuple(argo_evidence),
                              f"roll back in Git (revert the commit Argo CD syncs) or run 'argocd app rollback "
                              f"{app}'; to change it here, first turn off automated sync (selfHeal) of application "
-                             f"{app}, which would otherwise revert this change within seconds"))
+                             f"{app}, which would otherwise revert this change within seconds",
+                             certain=argo_evidence != [f"label {APP_INSTANCE}={labels.get(APP_INSTANCE)}"]))
 
     for label, key, tool in ((FLUX_KUSTOMIZE, "Flux (kustomize-controller)", "kustomization"),
                              (FLUX_HELM, "Flux (helm-controller)", "helmrelease")):
@@ -144,6 +146,12 @@ def ownership_findings(workload: str, found: Sequence[Manager], allow_managed: b
     findings = []
     for manager in found:
         evidence = "; ".join(manager.evidence)
+        if not manager.certain:
+            findings.append(Finding(workload, "managed", "warning",
+                                    f"{workload} may be managed by {manager.name}: it has {evidence}, which "
+                                    f"{manager.name}'s label tracking sets, but so do Helm charts, kustomize and "
+                                    f"operators; going ahead. If {manager.name} syncs it, {manager.instead}"))
+            continue
         if allow_managed:
             message = (f"{workload} is managed by {manager.name} ({evidence}); changing it anyway because "
                        f"allow-managed is true (recorded in the ledger). {manager.name} may undo this change")

@@ -476,8 +476,8 @@ def _preflight(inputs: Inputs, ctx: Context, targets: list[Target], rollbacks: l
             continue
         found = preflight.managers(target.obj)
         findings += preflight.ownership_findings(str(target.workload), found, inputs.allow_managed)
-        if found and inputs.allow_managed:
-            target.managed_by = tuple(m.name for m in found)
+        if inputs.allow_managed:
+            target.managed_by = tuple(m.name for m in found if m.certain)
     if not any(f.level == "error" for f in findings):
         for target in rollbacks:
             if target.revision is None or target.skipped:

@@ -51,6 +51,20 @@ def test_managers_and_their_evidence(obj: dict[str, Any], expected: list[tuple[s
     assert [(m.name, m.evidence) for m in preflight.managers(obj)] == expected
 
 
+@pytest.mark.parametrize("obj,certain", [
+    (workload({"app.kubernetes.io/instance": "shop"}), False),  # a label many tools set: a warning only
+    (workload({"app.kubernetes.io/instance": "shop", "argocd.argoproj.io/instance": "shop"}), True),
+    (workload({"app.kubernetes.io/instance": "shop"}, managers=("argocd-controller",)), True),
+])
+def test_the_common_instance_label_alone_is_not_proof(obj: dict[str, Any], certain: bool) -> None:
+    [manager] = preflight.managers(obj)
+    assert manager.certain is certain
+    [finding] = preflight.ownership_findings("deployment/web", [manager], allow_managed=False)
+    assert finding.level == ("error" if certain else "warning")
+    if not certain:
+        assert "may be managed by Argo CD" in finding.message and "going ahead" in finding.message
+
+
 @pytest.mark.parametrize("obj,instead", [
     (workload(annotations={"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"}),
      "argocd app rollback shop"),

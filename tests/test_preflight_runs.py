@@ -216,6 +216,15 @@ def test_calculate_warns_that_a_managed_workload_would_be_refused(sim: kubesim.S
     assert warning.startswith("deploying or rolling back would be refused: deployment/web is managed by Helm")
 
 
+def test_the_common_instance_label_alone_warns_and_goes_ahead(sim: kubesim.Sim) -> None:
+    managed_web(sim, {"app.kubernetes.io/instance": "shop"}, {}, None)
+    run = rollback(sim, "1.0.0")
+    assert run.code == 0, run.stdout
+    assert image_of(get_deployment(sim)) == IMG + "1.0.0"
+    assert any("may be managed by Argo CD" in w and "app.kubernetes.io/instance=shop" in w for w in run.warnings)
+    assert ledger_entries(sim)[-1]["managed_by"] == []
+
+
 def test_an_unmanaged_workload_is_not_flagged(sim: kubesim.Sim) -> None:
     put_deployment(sim, "1.0.0", IMG + "1.0.0")
     put_deployment(sim, "1.1.0", IMG + "1.1.0")
