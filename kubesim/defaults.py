@@ -7,6 +7,8 @@ kubesim checks: names, apps/v1 selectors (required, matching the template labels
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Any
@@ -18,9 +20,11 @@ from .resources import (
     DAEMONSETS,
     DEPLOYMENTS,
     EVENTS,
+    HORIZONTALPODAUTOSCALERS,
     NAMESPACES,
     PODS,
     REPLICASETS,
+    SECRETS,
     STATEFULSETS,
     ResourceType,
 )
@@ -167,6 +171,23 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> Obj:
         if meta.get("namespace") and not obj["involvedObject"].get("namespace"):
             obj["involvedObject"]["namespace"] = meta["namespace"]
         obj.setdefault("type", "Normal")
+        return obj
+    if rt is SECRETS:
+        # stringData is write-only: the API server merges it into data (base64) and never returns it
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            data = _mapping(obj, "data")
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+        obj.setdefault("type", "Opaque")
+        return obj
+    if rt is HORIZONTALPODAUTOSCALERS:
+        spec = _mapping(obj, "spec")
+        if spec.get("minReplicas") is None:
+            spec["minReplicas"] = 1
+        if not spec.get("metrics"):  # autoscaling/v2 defaulting: 80% average CPU utilisation
+            spec["metrics"] = [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
         return obj
     return obj
 
@@ -397,6 +418,30 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
                                    f"or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"))
                 if not isinstance(value, str):
                     causes.append(("FieldValueInvalid", f"{field}[{key}]", "Invalid value: must be a string"))
+    elif rt is SECRETS:
+        data = obj.get("data")
+        for key, value in (data.items() if isinstance(data, dict) else ()):
+            if not _CONFIGMAP_KEY.match(key) or len(key) > 253:
+                causes.append(("FieldValueInvalid", f"data[{key}]", f"Invalid value: {json.dumps(key)}: a valid "
+                                                                    f"config key must consist of alphanumeric "
+                                                                    f"characters, '-', '_' or '.'"))
+            try:
+                base64.b64decode(str(value), validate=True)
+            except (binascii.Error, ValueError):
+                causes.append(("FieldValueInvalid", f"data[{key}]", "Invalid value: illegal base64 data"))
+    elif rt is HORIZONTALPODAUTOSCALERS:
+        spec: Obj = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+        target: Obj = spec["scaleTargetRef"] if isinstance(spec.get("scaleTargetRef"), dict) else {}
+        for field in ("kind", "name"):
+            if not target.get(field):
+                causes.append(("FieldValueRequired", f"spec.scaleTargetRef.{field}", "Required value"))
+        high, low = spec.get("maxReplicas"), spec.get("minReplicas", 1)
+        if not isinstance(high, int) or high < 1:
+            causes.append(("FieldValueInvalid", "spec.maxReplicas", f"Invalid value: {_go_repr(high)}: must be "
+                                                                    f"greater than or equal to 1"))
+        elif isinstance(low, int) and low > high:
+            causes.append(("FieldValueInvalid", "spec.maxReplicas", f"Invalid value: {high}: must be greater than "
+                                                                    f"or equal to `minReplicas`"))
     elif rt is CONTROLLERREVISIONS:
         revision = obj.get("revision")
         if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:

@@ -54,13 +54,18 @@ DAEMONSETS = ResourceType("apps", "v1", "DaemonSet", "daemonsets", "daemonset", 
                           subresources=("status",), categories=("all",))
 CONTROLLERREVISIONS = ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions",
                                    "controllerrevision")
+SECRETS = ResourceType("", "v1", "Secret", "secrets", "secret")
+HORIZONTALPODAUTOSCALERS = ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                                        "horizontalpodautoscaler", short_names=("hpa",), subresources=("status",),
+                                        categories=("all",))
 
 RESOURCES: tuple[ResourceType, ...] = (
     NAMESPACES, CONFIGMAPS, EVENTS, PODS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLERREVISIONS,
+    SECRETS, HORIZONTALPODAUTOSCALERS,
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("autoscaling", "v2"))
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:

@@ -30,10 +30,12 @@ from .resources import (
     DEPLOYMENTS,
     EVENTS,
     GROUP_VERSIONS,
+    HORIZONTALPODAUTOSCALERS,
     NAMESPACES,
     PODS,
     REPLICASETS,
     RESOURCES,
+    SECRETS,
     STATEFULSETS,
     ResourceType,
     lookup,
@@ -303,6 +305,9 @@ _DEPLOYMENT_SPEC: dict[int, ProtoField] = {
 PROTO_SCHEMAS: dict[str, dict[int, ProtoField]] = {
     "ConfigMap": {1: ("metadata", _OBJECT_META, False), 2: ("data", ("map", "string"), False),
                   3: ("binaryData", ("map", "bytes"), False), 4: ("immutable", "bool?", False)},
+    "Secret": {1: ("metadata", _OBJECT_META, False), 2: ("data", ("map", "bytes"), False),
+               3: ("type", "string", False), 4: ("stringData", ("map", "string"), False),
+               5: ("immutable", "bool?", False)},
     "Namespace": {1: ("metadata", _OBJECT_META, False),
                   2: ("spec", {1: ("finalizers", "string", True)}, False)},
     "Deployment": {1: ("metadata", _OBJECT_META, False), 2: ("spec", _DEPLOYMENT_SPEC, False)},
@@ -566,6 +571,17 @@ def _columns(rt: ResourceType, now: float) -> list[Column]:
                 age]
     if rt is NAMESPACES:
         return [name, ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase") or ""), age]
+    if rt is SECRETS:
+        return [name, ("Type", "string", 0, lambda o: o.get("type") or ""),
+                ("Data", "integer", 0, lambda o: len(o.get("data") or {})), age]
+    if rt is HORIZONTALPODAUTOSCALERS:
+        def reference(o: Obj) -> str:
+            target = (o.get("spec") or {}).get("scaleTargetRef") or {}
+            return f"{target.get('kind', '')}/{target.get('name', '')}"
+        return [name, ("Reference", "string", 0, reference),
+                ("MinPods", "integer", 0, lambda o: (o.get("spec") or {}).get("minReplicas") or 1),
+                ("MaxPods", "integer", 0, lambda o: (o.get("spec") or {}).get("maxReplicas") or 0),
+                ("Replicas", "integer", 0, lambda o: (o.get("status") or {}).get("currentReplicas") or 0), age]
     if rt is CONTROLLERREVISIONS:
         def controller(o: Obj) -> str:
             for ref in o["metadata"].get("ownerReferences") or []:
@@ -602,6 +618,37 @@ def table_for(rt: ResourceType, items: list[Obj], now: float, include_object: st
             "columnDefinitions": [{"name": n, "type": t, "format": "name" if n == "Name" else "",
                                    "description": n, "priority": p} for n, t, p, _ in columns],
             "rows": rows}
+
+
+# -- metadata-only responses (the metadata client, PartialObjectMetadata) --------------------------------
+
+
+def partial_object_metadata(accept: str, items: list[Obj], body: Any, list_meta: Obj | None
+                            ) -> tuple[int, Any, str]:
+    """The object (or list) with nothing but its metadata, as the API server answers an ``Accept`` of
+    ``application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`` (client-go's metadata client, and the
+    garbage collector, read objects so without their spec or data). A get must ask for ``PartialObjectMetadata``
+    and a list for ``PartialObjectMetadataList``; the server answers 406 to any other combination unless the
+    ``Accept`` header also offers plain JSON."""
+    wanted = "PartialObjectMetadataList" if list_meta is not None else "PartialObjectMetadata"
+    for media in accept.split(","):
+        params = dict(part.strip().partition("=")[::2] for part in media.split(";")[1:])
+        if (media.split(";", 1)[0].strip() in ("application/json", "*/*") and params.get("as") == wanted
+                and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1")):
+            version = params["v"]
+            content_type = f"application/json;as={wanted};g=meta.k8s.io;v={version}"
+            if list_meta is None:
+                return 200, {"kind": wanted, "apiVersion": f"meta.k8s.io/{version}",
+                             "metadata": items[0].get("metadata", {})}, content_type
+            return 200, {"kind": wanted, "apiVersion": f"meta.k8s.io/{version}", "metadata": dict(list_meta),
+                         "items": [{"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
+                                    "metadata": item.get("metadata", {})} for item in items]}, content_type
+    if any(media.split(";", 1)[0].strip() in ("application/json", "*/*") and "as=" not in media
+           for media in accept.split(",")):
+        return 200, body, "application/json"
+    raise errors.ApiError(406, "NotAcceptable", f"only the following media types are accepted: application/json, "
+                                                 f"application/yaml, application/vnd.kubernetes.protobuf; and for "
+                                                 f"metadata only {wanted}", {})
 
 
 # -- the API ---------------------------------------------------------------------------------------------
@@ -811,9 +858,9 @@ class Api:
                 return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                     {"clientCIDR": "0.0.0.0/0", "serverAddress": self.server_address}]}, "application/json"
             return 200, api_group_list(), "application/json"
-        if path == "/apis/apps":
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in {g for g, _ in GROUP_VERSIONS if g}:
             self.authorize(req, None, None)
-            return 200, api_group("apps"), "application/json"
+            return 200, api_group(parts[1]), "application/json"
         legacy_watch = False
         if len(parts) > 3 and parts[0] == "apis" and parts[3] == "watch" or \
                 len(parts) > 2 and parts[0] == "api" and parts[2] == "watch":
@@ -922,6 +969,8 @@ class Api:
 
     def _maybe_table(self, req: Request, route: Route, items: list[Obj], body: Any,
                      list_meta: Obj | None = None) -> tuple[int, Any, str]:
+        if req.accepts("as=PartialObjectMetadata"):
+            return partial_object_metadata(req.headers.get("Accept") or "", items, body, list_meta)
         if req.accepts("as=Table"):
             table = table_for(route.rt, items, self.clock.now(),
                                      include_object=req.param("includeObject") or "Metadata")

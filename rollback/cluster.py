@@ -23,6 +23,7 @@ import yaml
 from . import transport
 
 REQUEST_TIMEOUT = 30.0  # seconds, for every non-watch API request
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"  # Accept: metadata only
 UNREACHABLE = 0  # ApiFailure.status when the API server gave no answer at all
 
 
@@ -311,16 +312,18 @@ class Api:
         return None if self.deadline is None else self.deadline - self.clock()
 
     def request(self, method: str, path: str, body: Any = None, content_type: str | None = None,
-                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, retry: bool = True, **query: Any) -> Any:
+                timeout: Any = REQUEST_TIMEOUT, stream: bool = False, retry: bool = True,
+                accept: str = "application/json", **query: Any) -> Any:
         """One request, retried (unless ``retry`` is False) when ``rollback.transport`` says so; query
         parameters with a None value are left out. Returns the decoded JSON body, or with ``stream`` the open
         urllib3 response (the caller reads it and releases the connection). Raises ``AnswerLost`` when a
-        write's outcome is unknown and ``DeadlineExceeded`` when the timeout ran out."""
+        write's outcome is unknown and ``DeadlineExceeded`` when the timeout ran out. ``accept``: the media type
+        asked for (``PARTIAL_METADATA``: the object's metadata only)."""
         retries = 0
         while True:
             request_timeout = self._budget(method, path, timeout)
             try:
-                return self._once(method, path, body, content_type, request_timeout, stream, query)
+                return self._once(method, path, body, content_type, request_timeout, stream, accept, query)
             except _Failed as failed:
                 step = transport.next_step(method, failed.outcome, retries, self.remaining())
                 if step.action == "retry" and retry:
@@ -364,10 +367,10 @@ class Api:
         return duration_text(self.timeout) if self.timeout is not None else "deadline"
 
     def _once(self, method: str, path: str, body: Any, content_type: str | None, request_timeout: Any,
-              stream: bool, query: Mapping[str, Any]) -> Any:
+              stream: bool, accept: str, query: Mapping[str, Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         params = [(key, _query_value(value)) for key, value in query.items() if value is not None]
@@ -401,6 +404,15 @@ class Api:
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", path, **query)
+        return result
+
+    def get_metadata(self, path: str) -> dict[str, Any]:
+        """GET one object's metadata only (a ``PartialObjectMetadata``): never its spec, data or status, so
+        reading a Secret this way cannot read its values. Anything else in the answer is refused."""
+        result: dict[str, Any] = self.request("GET", path, accept=PARTIAL_METADATA)
+        if result.get("kind") != "PartialObjectMetadata":
+            raise ApiFailure(406, "NotAcceptable", f"the API server answered a metadata-only GET of {path} with "
+                                                   f"{result.get('kind')!r}, not PartialObjectMetadata")
         return result
 
     def patch(self, path: str, body: Any, content_type: str, **query: Any) -> dict[str, Any]:

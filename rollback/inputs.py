@@ -23,6 +23,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "release", "namespace", "deployment", "mode", "images", "manifests", "kubeconfig", "context", "server",
     "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout", "reason", "dry-run",
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
+    "allow-managed", "annotate-only", "images-apply-to-all",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -39,6 +40,9 @@ DEFAULTS: Mapping[str, str] = {
     "block": "true",
     "allow-blocked": "false",
     "ledger": "true",
+    "allow-managed": "false",
+    "annotate-only": "false",
+    "images-apply-to-all": "false",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -93,9 +97,22 @@ class WorkloadRef:
 class ImageSpec:
     container: str
     image: str
+    workload: WorkloadRef | None = None  # WORKLOAD:CONTAINER=IMAGE; None: every listed workload with the container
+    any_kind: bool = False  # the workload was given as a bare NAME: it matches a listed workload of any kind
 
     def __str__(self) -> str:
-        return f"{self.container}={self.image}"
+        if self.workload is None:
+            return f"{self.container}={self.image}"
+        shown = self.workload.name if self.any_kind else str(self.workload)
+        return f"{shown}:{self.container}={self.image}"
+
+    def applies_to(self, ref: WorkloadRef) -> bool:
+        """Does this line name ``ref`` (a line without a workload names none)?"""
+        if self.workload is None:
+            return False
+        if self.any_kind:
+            return self.workload.name == ref.name
+        return self.workload == ref
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,9 @@ class Inputs:
     allow_blocked: bool
     github_token: str | None = field(repr=False)
     ledger: bool
+    allow_managed: bool = False
+    annotate_only: bool = False
+    images_apply_to_all: bool = False
 
 
 def _given(name: str, raw: str) -> str:
@@ -247,13 +267,23 @@ def parse_workloads(raw: str, name: str = "deployment") -> tuple[WorkloadRef, ..
 
 
 def parse_images(raw: str) -> tuple[ImageSpec, ...]:
-    """``container=image`` items separated by commas or newlines."""
+    """``CONTAINER=IMAGE`` or ``WORKLOAD:CONTAINER=IMAGE`` items separated by commas or newlines; WORKLOAD is
+    ``NAME`` or ``KIND/NAME`` as in the ``deployment`` input."""
     specs: list[ImageSpec] = []
     for line, item in _items(raw, inline=True):
         where = f"line {line} {item!r}"
-        container, eq, image = (part.strip() for part in item.partition("="))
-        if not eq or not container or not image:
-            raise InputError("images", f"{where}: write CONTAINER=IMAGE, e.g. web=ghcr.io/acme/web:1.2.3")
+        target, eq, image = (part.strip() for part in item.partition("="))
+        workload_text, colon, container = (part.strip() for part in target.rpartition(":"))
+        if not eq or not container or not image or (colon and not workload_text):
+            raise InputError("images", f"{where}: write CONTAINER=IMAGE or WORKLOAD:CONTAINER=IMAGE, e.g. "
+                                       f"web=ghcr.io/acme/web:1.2.3 or api:app=ghcr.io/acme/api:1.2.3")
+        workload: WorkloadRef | None = None
+        if colon:
+            try:
+                refs = parse_workloads(workload_text, name="images")
+            except InputError as err:
+                raise InputError("images", f"{where}: the workload before ':' is not valid: {err.message}") from None
+            workload = refs[0]
         if len(container) > 63 or not DNS_LABEL.fullmatch(container):
             raise InputError(
                 "images",
@@ -262,9 +292,12 @@ def parse_images(raw: str) -> tuple[ImageSpec, ...]:
             )
         if re.search(r"\s", image):
             raise InputError("images", f"{where}: the image {image!r} contains whitespace")
-        if any(spec.container == container for spec in specs):
-            raise InputError("images", f"{where}: container {container!r} is given twice")
-        specs.append(ImageSpec(container, image))
+        spec = ImageSpec(container, image, workload, any_kind=bool(colon) and "/" not in workload_text)
+        if any(other.container == container and other.workload == workload and other.any_kind == spec.any_kind
+               for other in specs):
+            shown = f"container {container!r}" + (f" of {workload_text}" if workload else "")
+            raise InputError("images", f"{where}: {shown} is given twice")
+        specs.append(spec)
     return tuple(specs)
 
 
@@ -385,6 +418,9 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         allow_blocked=parse_bool("allow-blocked", raw["allow-blocked"]),
         github_token=_optional(raw["github-token"]),
         ledger=parse_bool("ledger", raw["ledger"]),
+        allow_managed=parse_bool("allow-managed", raw["allow-managed"]),
+        annotate_only=parse_bool("annotate-only", raw["annotate-only"]),
+        images_apply_to_all=parse_bool("images-apply-to-all", raw["images-apply-to-all"]),
     )
     validate_for_mode(inputs)
     return inputs
@@ -411,6 +447,9 @@ def validate_for_mode(inputs: Inputs) -> None:
         )
     if inputs.images and inputs.manifests:
         raise InputError("images", "images and manifests cannot be used together; give one of them")
+    if inputs.annotate_only and (inputs.images or inputs.manifests):
+        raise InputError("annotate-only", "annotate-only: true writes only the change-cause and cannot be used "
+                                          "with images or manifests; remove one of them")
     if (inputs.images or inputs.manifests) and mode not in CHANGES_ALLOWED:
         raise InputError(
             "images" if inputs.images else "manifests",

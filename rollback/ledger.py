@@ -118,6 +118,7 @@ class Entry:
     run_url: str | None = None
     event: str | None = None
     allow_blocked: bool = False  # the run deployed a blocked release on purpose (`allow-blocked: true`)
+    managed_by: tuple[str, ...] = ()  # GitOps/Helm managers of the workload overridden (`allow-managed: true`)
 
     @classmethod
     def new(
@@ -155,7 +156,8 @@ class Entry:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "images": list(self.images)}  # the fields, in order, as documented
+        return {**asdict(self), "images": list(self.images),  # the fields, in order, as documented
+                "managed_by": list(self.managed_by)}
 
     @classmethod
     def from_json(cls, obj: object) -> Entry:
@@ -180,6 +182,7 @@ class Entry:
             run_url=_opt(data, "run_url"),
             event=_opt(data, "event"),
             allow_blocked=data.get("allow_blocked") is True,
+            managed_by=tuple(str(m) for m in data.get("managed_by") or [] if isinstance(m, str)),
         )
 
 

@@ -27,7 +27,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "mode", "run-on-deploy", "run-on-redeploy", "run-on-rollback", "run-on-deploy-or-rollback",
     "run-on-deploy-or-redeploy", "run-on-redeploy-or-rollback", "version-change", "release", "previous-release",
     "revision", "previous-revision", "rolled-back", "skipped", "failed-release", "history", "result",
-    "blocked-release", "blocked", "last-successful-release", "last-attempted-release",
+    "blocked-release", "blocked", "last-successful-release", "last-attempted-release", "plan",
 )
 
 
@@ -92,6 +92,7 @@ class RunReport:
     release: str = ""  # the requested release (empty: the previous revision, for rollback)
     ledger_entries: tuple[Mapping[str, Any], ...] = ()  # newest first, as ledger.Entry.to_json()
     blocks: tuple[Mapping[str, Any], ...] = ()  # active blocks in the namespace, as ledger.Block.to_json()
+    plan: tuple[Mapping[str, Any], ...] = ()  # the change per workload, as plan.WorkloadPlan.to_json()
 
     @property
     def applied_mode(self) -> str:
@@ -143,6 +144,7 @@ def outputs(report: RunReport) -> dict[str, str]:
         "blocked": _bool(report.blocked),
         "last-successful-release": _text(report.last_successful_release),
         "last-attempted-release": _text(report.last_attempted_release),
+        "plan": _json(list(report.plan)),
     }
     return {name: values[name] for name in OUTPUT_NAMES}
 
@@ -232,6 +234,25 @@ def _title(report: RunReport) -> str:
     return f"{escape_markdown(report.applied_mode.capitalize())} {release}".strip()
 
 
+def plan_markdown(plans: Sequence[Mapping[str, Any]]) -> str:
+    """The ``plan`` (``plan.WorkloadPlan.to_json()`` rows) as a summary section: one table row per change."""
+    rows = []
+    for item in plans:
+        start, end = item.get("from") or {}, item.get("to") or {}
+        step = (f"{_text(start.get('revision')) or '-'} ({_text(start.get('release')) or 'none'}) → "
+                f"{_text(end.get('revision')) or 'new'} ({_text(end.get('release')) or 'none'})")
+        changes = item.get("changes") or [{"field": "no change", "before": None, "after": None}]
+        for change in changes:
+            rows.append([escape_markdown(item.get("workload")), escape_markdown(item.get("action")),
+                         escape_markdown(step), escape_markdown(change.get("field")),
+                         escape_markdown(change.get("before") if change.get("before") is not None else ""),
+                         escape_markdown(change.get("after") if change.get("after") is not None else "")])
+        rows += [[escape_markdown(item.get("workload")), "", "", "note", escape_markdown(note), ""]
+                 for note in item.get("notes") or []]
+    return "### Plan\n\n" + markdown_table(["WORKLOAD", "ACTION", "REVISION (RELEASE)", "FIELD", "BEFORE", "AFTER"],
+                                           rows)
+
+
 def summary_markdown(report: RunReport) -> str:
     """The job summary: what happened per workload, why, warnings, and each workload's revision history."""
     parts = [f"## kube-release-rollback: {_title(report)}"]
@@ -253,6 +274,8 @@ def summary_markdown(report: RunReport) -> str:
               escape_markdown(f"{_text(r.previous_revision) or '-'} → {_text(r.revision) or '-'}"),
               escape_markdown(r.rollout), escape_markdown(r.message)] for r in report.results),
         ))
+    if report.plan:
+        parts.append(plan_markdown(report.plan))
     if report.reason:
         parts.append(f"**Reason:**\n> {_paragraph_start(escape_markdown(report.reason.strip()))}")
     warnings = list(dict.fromkeys((*(report.decision.warnings if report.decision else ()), *report.warnings)))

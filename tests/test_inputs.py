@@ -61,7 +61,7 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "release", "namespace", "deployment", "mode", "images", "manifests", "kubeconfig", "context",
         "server", "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout",
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
-        "github-token", "ledger",
+        "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 
@@ -246,6 +246,51 @@ def test_images() -> None:
 def test_bad_images(text: str, fragment: str) -> None:
     error = error_for(images=text)
     assert error.input_name == "images" and fragment in str(error)
+
+
+@pytest.mark.parametrize(("text", "expected", "shown"), [
+    ("api:app=reg/api:2.0.0", ImageSpec("app", "reg/api:2.0.0", WorkloadRef("Deployment", "api"), any_kind=True),
+     "api:app=reg/api:2.0.0"),
+    ("statefulset/db:db=reg/db:2", ImageSpec("db", "reg/db:2", WorkloadRef("StatefulSet", "db")),
+     "statefulset/db:db=reg/db:2"),
+    ("sts/db:db=reg:5000/db:2", ImageSpec("db", "reg:5000/db:2", WorkloadRef("StatefulSet", "db")),
+     "statefulset/db:db=reg:5000/db:2"),
+    ("app=reg:5000/api:2", ImageSpec("app", "reg:5000/api:2"), "app=reg:5000/api:2"),
+])
+def test_images_for_one_workload(text: str, expected: ImageSpec, shown: str) -> None:
+    [spec] = parse(images=text).images
+    assert spec == expected and str(spec) == shown
+
+
+def test_image_lines_name_their_workloads() -> None:
+    api, bare = parse(images="api:app=a, app=b").images
+    assert api.applies_to(WorkloadRef("Deployment", "api")) and api.applies_to(WorkloadRef("StatefulSet", "api"))
+    assert not api.applies_to(WorkloadRef("Deployment", "web"))
+    assert not bare.applies_to(WorkloadRef("Deployment", "api"))  # a bare line names no workload
+    [sts] = parse(images="statefulset/api:app=a").images
+    assert sts.applies_to(WorkloadRef("StatefulSet", "api")) and not sts.applies_to(WorkloadRef("Deployment", "api"))
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    (":app=nginx", "WORKLOAD:CONTAINER=IMAGE"),
+    ("api:=nginx", "WORKLOAD:CONTAINER=IMAGE"),
+    ("Api:app=nginx", "the workload before ':' is not valid"),
+    ("job/api:app=nginx", "the workload before ':' is not valid"),
+    ("api:app=a\napi:app=b", "container 'app' of api is given twice"),
+])
+def test_bad_images_for_one_workload(text: str, fragment: str) -> None:
+    error = error_for(images=text)
+    assert error.input_name == "images" and fragment in str(error)
+
+
+def test_the_same_container_for_two_workloads_is_not_a_duplicate() -> None:
+    assert len(parse(images="web:app=a\napi:app=b\napp=c").images) == 3
+
+
+def test_annotate_only_cannot_come_with_images_or_manifests() -> None:
+    assert parse(annotate_only="true").annotate_only
+    for other in ({"images": "web=nginx"}, {"manifests": "k8s/*.yaml"}):
+        assert error_for(annotate_only="true", **other).input_name == "annotate-only"
 
 
 def test_images_and_manifests_rules() -> None:

@@ -299,6 +299,7 @@ def test_data_layout() -> None:
         "run_url": "https://github.com/octo-org/shop/actions/runs/42",
         "event": "workflow_dispatch",
         "allow_blocked": False,
+        "managed_by": [],
     }
     [b] = json.loads(data[BLOCKS_KEY])
     assert b == {

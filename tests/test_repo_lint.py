@@ -123,6 +123,9 @@ def make_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+BASE_DIGEST = "9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"  # the Dockerfile's, for mutations
+
+
 def replace_once(text: str, old: str, new: str) -> str:
     assert old in text, f"mutation anchor not found (the file changed?): {old!r}"
     return text.replace(old, new, 1)
@@ -280,9 +283,9 @@ def test_hadolint_clean() -> None:
 
 
 def test_hadolint_catches_a_broken_copy(tmp_path: Path) -> None:
-    text = replace_once(
-        DOCKERFILE.read_text(), "FROM python:3.11-slim AS build", "FROM python:latest AS build"
-    )
+    text = re.sub(r"FROM python:3\.11-slim@sha256:[0-9a-f]{64} AS build", "FROM python:latest AS build",
+                  DOCKERFILE.read_text())
+    assert "python:latest" in text
     text = replace_once(
         text, "COPY requirements.txt", "RUN apt-get update && apt-get install curl\nCOPY requirements.txt"
     )
@@ -310,8 +313,12 @@ def image_problems(dockerfile: str, dockerignore: str) -> list[str]:
     problems = []
     instructions = dockerfile_instructions(dockerfile)
     stages = [args for keyword, args in instructions if keyword == "FROM"]
-    if not stages or any(not args.startswith("python:3.11-slim") for args in stages):
-        problems.append(f"base images must be python:3.11-slim pinned by tag: {stages}")
+    bases = {args.split()[0] for args in stages}
+    if not stages or len(bases) != 1 or not re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", min(bases)):
+        problems.append(f"every stage must be python:3.11-slim pinned by one digest (tag@sha256:...): {stages}")
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    if not any(re.search(r'compileall [^&]*sysconfig[^&]*\["stdlib"\]', run) for run in runs):
+        problems.append("the runtime stage must byte-compile the standard library (the base ships no .pyc)")
     copied = set()
     for keyword, args in instructions:
         if keyword == "ADD":
@@ -341,7 +348,7 @@ def image_problems(dockerfile: str, dockerignore: str) -> list[str]:
     if not ignore or ignore[0] != "*":
         problems.append(".dockerignore must start by excluding everything ('*')")
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    if allowed != {"requirements.txt", "entrypoint.py", "rollback"}:
+    if allowed != {"requirements.txt", "entrypoint.py", "rollback/**/*.py"}:
         problems.append(f".dockerignore may re-include only what the image copies, got {sorted(allowed)}")
     return problems
 
@@ -357,7 +364,10 @@ def test_image_contents() -> None:
         ("COPY entrypoint.py /app/entrypoint.py", "COPY entrypoint.py /app/entrypoint.py\nUSER nobody"),
         ('ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]', "ENTRYPOINT python /app/entrypoint.py"),
         ("PYTHONUNBUFFERED=1", "PYTHONUNBUFFERED=0"),
-        ("FROM python:3.11-slim AS build", "FROM python:3.12 AS build"),
+        (" AS build", "\nFROM python:3.12 AS build"),
+        (f"slim@sha256:{BASE_DIGEST} AS build", "slim AS build"),  # a tag only
+        (f"slim@sha256:{BASE_DIGEST}\n", "slim@sha256:" + "0" * 64 + "\n"),  # two different digests
+        ("python -m compileall -q -j 0", "true"),
     ],
 )
 def test_image_contents_check_catches_a_broken_copy(old: str, new: str) -> None:
@@ -368,7 +378,8 @@ def test_image_contents_check_catches_a_broken_copy(old: str, new: str) -> None:
 def test_dockerignore_check_catches_a_broken_copy() -> None:
     dockerignore = (ROOT / ".dockerignore").read_text()
     assert image_problems(DOCKERFILE.read_text(), dockerignore + "!kubesim/\n") != []
-    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("*\n", "", 1)) != []
+    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("\n*\n", "\n", 1)) != []
+    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("rollback/**/*.py", "rollback/")) != []
 
 
 def requirements_problems(text: str) -> list[str]:

@@ -53,6 +53,7 @@ def test_output_names_exactly() -> None:
         "run-on-deploy-or-redeploy", "run-on-redeploy-or-rollback", "version-change", "release",
         "previous-release", "revision", "previous-revision", "rolled-back", "skipped", "failed-release",
         "history", "result", "blocked-release", "blocked", "last-successful-release", "last-attempted-release",
+        "plan",
     )
 
 
@@ -62,7 +63,8 @@ def test_outputs_for_a_rollback() -> None:
     out = outputs(report)
     assert list(out) == list(OUTPUT_NAMES)
     assert all(isinstance(value, str) for value in out.values())
-    assert {k: v for k, v in out.items() if k not in ("history", "result")} == {
+    assert out["plan"] == "[]"
+    assert {k: v for k, v in out.items() if k not in ("history", "result", "plan")} == {
         "mode": "rollback", "run-on-deploy": "false", "run-on-redeploy": "false", "run-on-rollback": "true",
         "run-on-deploy-or-rollback": "true", "run-on-deploy-or-redeploy": "false",
         "run-on-redeploy-or-rollback": "true", "version-change": "minor", "release": "1.1.0",
