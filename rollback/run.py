@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import gha
+from . import compensation, gha
 from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
@@ -82,6 +82,7 @@ class Target:
     rollout: Rollout = "n/a"
     message: str = ""
     after: Obj | None = None
+    written: Obj | None = None  # the workload as this run's write left it (the answer to that write)
     history_after: History | None = None
     stuck_pods: list[str] = field(default_factory=list)
 
@@ -110,7 +111,7 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     try:
         report = _run(inputs, ctx, state, targets, block)
     except (RunError, WorkloadError, ApiFailure) as err:
-        if not any(t.action in ("compensated", "failed") for t in targets):
+        if not any(t.changed or t.action in ("compensated", "failed") for t in targets):
             raise  # nothing was changed (or it was all put back before anything else): a plain error
         # A write failed after other workloads were changed and put back: report where each one ended, and
         # record it, instead of losing that in an exception.
@@ -157,35 +158,55 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         for target in rollbacks:
             _rollback(inputs, ctx, target, deadline)
             if target.changed:
+                target.written = target.after
                 changed.append(target)
         for target in deploys:
             _deploy(inputs, target, plan[str(target.workload)], manifests, images.get(str(target.workload), ()))
             if target.changed:
+                target.written = target.after
                 changed.append(target)
     except Exception as err:
-        _compensate(inputs, ctx, changed, deadline, why=f"a later write failed ({err})")
+        _compensate(inputs, ctx, _to_restore(inputs, targets, "write-failed"), deadline,
+                    why=f"a later write failed ({err})")
         raise
     if inputs.dry_run or not inputs.wait:
         for target in targets:
             target.rollout = "not-waited" if target.changed else "n/a"
         return _finish(inputs, targets, overall)
-    # When a failure would be put back, the forward wait keeps a third of the timeout for that, so the
-    # timeout bounds the whole step and the restore is still waited for.
-    compensate = bool(rollbacks) or inputs.rollback_on_failure or len(targets) > 1
-    failed = _wait_all(ctx, changed, deadline - inputs.timeout / 3 if compensate else deadline)
+    # Only deploys are ever put back (a rollback is never undone); when one may be, the forward wait leaves
+    # room for it without cutting off a rollout that is still moving (compensation.wait_budget).
+    may_restore = compensation.compensable(_changes(targets), inputs.rollback_on_failure)
+    failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
     if not failed:
         return _finish(inputs, targets, overall)
     message = _failure_message(failed)
     failed_release = inputs.release if deploys else None
-    # A rollback always puts things back; so does a release of several workloads (all or nothing);
-    # a single-workload deploy only with rollback-on-failure.
-    if not compensate:
-        return replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
-    restored = _compensate(inputs, ctx, changed, deadline, why=message)
+    restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "rollout-failed"), deadline, why=message)
     report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True)
     return report
+
+
+def _changes(targets: list[Target]) -> list[compensation.Change]:
+    return [compensation.Change(str(t.workload), "rollback" if t.revision is not None else "deploy", t.changed)
+            for t in targets]
+
+
+def _to_restore(inputs: Inputs, targets: list[Target], trigger: compensation.Trigger) -> list[Target]:
+    """The changed workloads the compensation plan puts back; the others keep what this run wrote, and
+    their message says why."""
+    steps = {s.workload: s for s in compensation.plan(_changes(targets), inputs.rollback_on_failure, trigger)}
+    restore = []
+    for target in targets:
+        step = steps.get(str(target.workload))
+        if step is None:
+            continue
+        if step.restore:
+            restore.append(target)
+        elif target.action == "failed":
+            target.message = f"{target.message}; {step.why}" if target.message else step.why
+    return restore
 
 
 def _planned(inputs: Inputs, target: Target) -> str:
@@ -434,11 +455,11 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Target]:
+def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget) -> list[Target]:
     failed = []
     for target in changed:
         with gha.group(f"Waiting for {target.workload} to roll out"):
-            outcome = _wait(ctx, target, deadline)
+            outcome = _wait_forward(ctx, target, budget)
         target.rollout = outcome.result
         if outcome.result == "not-waited":
             gha.notice(gha.escape_log(outcome.message))
@@ -448,6 +469,33 @@ def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Targ
             failed.append(target)
             gha.info(gha.escape_log(f"{target.workload}: rollout {outcome.result}: {outcome.message}"))
     return failed
+
+
+def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget) -> RolloutOutcome:
+    """Wait until the soft end of the budget, and on while the rollout keeps printing new status lines
+    (compensation.next_wait_end), never past the hard end."""
+    last_line = ""
+    last_progress: float | None = None
+
+    def progress(line: str) -> None:
+        nonlocal last_line, last_progress
+        if line != last_line:  # each slice of the wait starts by judging the object again: not news
+            if last_line:
+                last_progress = ctx.now()
+            last_line = line
+            gha.info(gha.escape_log(f"{target.workload}: {line}"))
+
+    end = compensation.next_wait_end(budget, ctx.now(), last_progress)
+    while True:
+        outcome = wait_for_rollout(target.workload, end if end is not None else ctx.now(), progress,
+                                   clock=ctx.now)
+        if outcome.result != "timeout":
+            return outcome
+        end = compensation.next_wait_end(budget, ctx.now(), last_progress)
+        if end is None:
+            return outcome
+        gha.info(gha.escape_log(f"{target.workload}: still rolling out (last progress "
+                                f"{ctx.now() - (last_progress or ctx.now()):.0f}s ago): waiting on"))
 
 
 def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
