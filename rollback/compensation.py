@@ -20,9 +20,11 @@ I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from .workloads import CHANGE_CAUSE, images_of, same_template
 
 RESTORE_RESERVE = 10.0  # seconds kept at least for the restore's writes (a few requests) when it may be needed
 PROGRESS_GRACE = 10.0  # a rollout that printed a new status line this recently is still moving (at least)
@@ -109,3 +111,34 @@ def next_wait_end(budget: WaitBudget, now: float, last_progress: float | None) -
     if end <= now:
         return None
     return min(end, budget.hard)
+
+
+@dataclass(frozen=True)
+class ForeignChange:
+    """The workload is no longer what this run wrote: someone else changed it since."""
+
+    workload: str
+    images: tuple[str, ...]  # "container=image" as live now
+    change_cause: str | None  # as live now
+
+    def describe(self) -> str:
+        cause = repr(self.change_cause) if self.change_cause is not None else "none"
+        return (f"{self.workload} was changed by someone else after this run wrote it: it now runs "
+                f"{', '.join(self.images) or 'no containers'} with change-cause {cause}")
+
+
+def foreign_change(workload: str, written: Mapping[str, Any] | None, live: Mapping[str, Any]
+                   ) -> ForeignChange | None:
+    """Compare the live object with the answer to this run's write: pod template and change-cause.
+
+    None when they agree (status, replicas and other annotations may differ: controllers and scalers change
+    them, that is not a change of release) or when this run wrote nothing.
+    """
+    if written is None:
+        return None
+    written_cause = ((written.get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE)
+    live_cause = ((live.get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE)
+    live_template = (live.get("spec") or {}).get("template") or {}
+    if same_template(live_template, (written.get("spec") or {}).get("template") or {}) and live_cause == written_cause:
+        return None
+    return ForeignChange(workload, images_of(live_template), live_cause)

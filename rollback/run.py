@@ -83,6 +83,7 @@ class Target:
     message: str = ""
     after: Obj | None = None
     written: Obj | None = None  # the workload as this run's write left it (the answer to that write)
+    foreign: compensation.ForeignChange | None = None  # someone else changed it after this run's write
     history_after: History | None = None
     stuck_pods: list[str] = field(default_factory=list)
 
@@ -514,6 +515,12 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
     for target in changed:
         try:
             restored = _restore(inputs, ctx, target, deadline)
+        except ChangedByOthers as err:
+            gha.error(gha.escape_log(err.message))
+            target.action = "failed"
+            target.message = err.message
+            all_restored = False
+            continue
         except (WorkloadError, ApiFailure, RunError) as err:
             gha.error(gha.escape_log(f"{target.workload}: could not be put back: {err}"))
             target.action = "failed"
@@ -538,31 +545,54 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
     return all_restored
 
 
+class ChangedByOthers(RunError):
+    """Compensation found the workload changed by someone else since this run's write: it is left alone."""
+
+
 def _restore(inputs: Inputs, ctx: Context, target: Target, deadline: float) -> bool:
-    """Undo to the template that was live before the run, then put the change-cause back if it differs."""
+    """Undo to the template that was live before the run, then put the change-cause back if it differs.
+
+    Every write is preconditioned on the object just read (a ``test`` of its resourceVersion, or the
+    resourceVersion in the patch), and that object must still be what this run wrote: if someone else
+    changed it since (an operator's ``kubectl set image ... hotfix`` during the wait), nothing is written
+    (``ChangedByOthers``). A conflict (a status update, or a writer in between) means: read, check, again.
+    """
     workload = target.workload
     if not target.obj:
         raise RunError(f"{workload} did not exist before this run; delete it or deploy a working release")
-    current = workload.read()
     before_template = target.obj["spec"]["template"]
     before_notes = target.obj["metadata"].get("annotations") or {}
     restored = False
-    if not same_template(current["spec"]["template"], before_template):
-        history = workload.history(current)
-        candidates = [r for r in history.revisions if same_template(r.template, before_template)]
-        if not candidates:
-            raise RunError(f"the revision that was live before the run is gone from {workload}'s history")
-        revision = replace(candidates[-1], release=target.history.live_release)
-        extra: dict[str, str | None] = {key: before_notes.get(key) for key in ROLLBACK_ANNOTATIONS}
-        before_update_revision = (current.get("status") or {}).get("updateRevision")
-        workload.undo(current, revision, extra, dry_run=False)
-        if isinstance(workload, StatefulSet) and inputs.force_statefulset_rollback:
-            _unstick_statefulset(ctx, target, before_update_revision, deadline)
-        restored = True
+    for attempt in range(CONFLICT_RETRIES + 1):
         current = workload.read()
-    if (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) != target.history.live_release:
-        workload.annotate(current, {CHANGE_CAUSE: target.history.live_release}, dry_run=False)
-        restored = True
+        if not restored:
+            foreign = compensation.foreign_change(str(workload), target.written, current)
+            if foreign is not None:
+                target.foreign = foreign
+                raise ChangedByOthers(f"{foreign.describe()}; not put back (changes made by others are reported, "
+                                      f"never reverted)")
+        try:
+            if not same_template(current["spec"]["template"], before_template):
+                history = workload.history(current)
+                candidates = [r for r in history.revisions if same_template(r.template, before_template)]
+                if not candidates:
+                    raise RunError(f"the revision that was live before the run is gone from {workload}'s history")
+                revision = replace(candidates[-1], release=target.history.live_release)
+                extra: dict[str, str | None] = {key: before_notes.get(key) for key in ROLLBACK_ANNOTATIONS}
+                before_update_revision = (current.get("status") or {}).get("updateRevision")
+                workload.undo(current, revision, extra, dry_run=False)
+                restored = True
+                if isinstance(workload, StatefulSet) and inputs.force_statefulset_rollback:
+                    _unstick_statefulset(ctx, target, before_update_revision, deadline)
+                current = workload.read()
+            if (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) != target.history.live_release:
+                workload.annotate(current, {CHANGE_CAUSE: target.history.live_release}, dry_run=False)
+                restored = True
+            return restored
+        except Conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise RunError(f"{workload} kept changing while it was being put back ({CONFLICT_RETRIES + 1} "
+                               f"attempts); nothing was overwritten") from None
     return restored
 
 
@@ -582,6 +612,17 @@ def _finish(inputs: Inputs, targets: list[Target], decision: Decision | None, er
                 target.history_after = target.workload.history(target.after)
             except (WorkloadError, ApiFailure) as err:
                 gha.warning(gha.escape_log(f"{target.workload}: could not re-read after the run: {err}"))
+                continue
+            if target.action in ("deployed", "redeployed", "rolled-back"):
+                # success is recorded only for what is still live: not for a template someone else replaced
+                foreign = compensation.foreign_change(str(target.workload), target.written, target.after)
+                if foreign is not None:
+                    target.foreign = foreign
+                    target.action = "failed"
+                    target.rollout = "n/a"
+                    target.message = f"{foreign.describe()}; this run's change is no longer live"
+                    gha.error(gha.escape_log(target.message))
+                    error = f"{error}; {target.message}" if error else target.message
     return _report(inputs, targets, decision, error)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rollback.compensation import (
@@ -10,6 +12,7 @@ from rollback.compensation import (
     Change,
     WaitBudget,
     compensable,
+    foreign_change,
     next_wait_end,
     plan,
     wait_budget,
@@ -91,3 +94,30 @@ BUDGET = WaitBudget(soft=200.0, hard=290.0, deadline=300.0, progress_grace=30.0)
 ])
 def test_next_wait_end(now: float, last_progress: float | None, expected: float | None) -> None:
     assert next_wait_end(BUDGET, now, last_progress) == expected
+
+
+def _obj(image: str, cause: str | None, replicas: int = 2, rv: str = "1") -> dict[str, Any]:
+    notes = {"kubernetes.io/change-cause": cause} if cause is not None else {}
+    return {"metadata": {"annotations": notes, "resourceVersion": rv},
+            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}},
+                                                        "spec": {"containers": [{"name": "web", "image": image}]}}}}
+
+
+@pytest.mark.parametrize("live, foreign", [
+    (_obj("web:2", "2.0.0"), None),
+    (_obj("web:2", "2.0.0", replicas=5, rv="9"), None),  # scaled, status changed: still our release
+    (_obj("web:hotfix", "2.0.0"), ("web=web:hotfix", "2.0.0")),  # kubectl set image keeps the change-cause
+    (_obj("web:2", "2.0.1"), ("web=web:2", "2.0.1")),
+    (_obj("web:1", None), ("web=web:1", None)),
+])
+def test_foreign_change(live: dict[str, Any], foreign: tuple[str, str | None] | None) -> None:
+    found = foreign_change("deployment/web", _obj("web:2", "2.0.0"), live)
+    if foreign is None:
+        assert found is None
+    else:
+        assert found is not None and (found.images, found.change_cause) == ((foreign[0],), foreign[1])
+        assert "changed by someone else" in found.describe() and foreign[0] in found.describe()
+
+
+def test_nothing_written_is_never_a_foreign_change() -> None:
+    assert foreign_change("deployment/web", None, _obj("web:hotfix", "x")) is None
