@@ -54,13 +54,15 @@ DAEMONSETS = ResourceType("apps", "v1", "DaemonSet", "daemonsets", "daemonset", 
                           subresources=("status",), categories=("all",))
 CONTROLLERREVISIONS = ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions",
                                    "controllerrevision")
+# coordination.k8s.io/v1 Lease: what kube-release-rollback takes per workload so two runs never overlap
+LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease")
 
 RESOURCES: tuple[ResourceType, ...] = (
     NAMESPACES, CONFIGMAPS, EVENTS, PODS,
-    DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLERREVISIONS,
+    DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLERREVISIONS, LEASES,
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("coordination.k8s.io", "v1"))
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:

@@ -29,6 +29,7 @@ from .resources import (
     DEPLOYMENTS,
     EVENTS,
     GROUP_VERSIONS,
+    LEASES,
     NAMESPACES,
     PODS,
     REPLICASETS,
@@ -560,6 +561,8 @@ def _columns(rt: ResourceType, now: float) -> list[Column]:
                 age]
     if rt is NAMESPACES:
         return [name, ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase") or ""), age]
+    if rt is LEASES:  # kubectl get leases: NAME HOLDER AGE
+        return [name, ("Holder", "string", 0, lambda o: (o.get("spec") or {}).get("holderIdentity") or ""), age]
     if rt is CONTROLLERREVISIONS:
         def controller(o: Obj) -> str:
             for ref in o["metadata"].get("ownerReferences") or []:

@@ -28,7 +28,7 @@ EXIT_RESTORED = 2
 
 SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
 BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
-                  "allow-blocked", "insecure-skip-tls-verify", "ledger")
+                  "allow-blocked", "insecure-skip-tls-verify", "ledger", "wait-for-lease")
 REPEATABLE_INPUTS = ("deployment", "images", "manifests")
 
 
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     """Connect, execute, and always write outputs and the summary."""
     from .cluster import Api, ApiFailure, ClusterConfigError, Credentials, connect
+    from .lease import Leases, RunIdentity
     from .ledger import ConfigMapLedger, GitHubContext
     from .report import outputs, summary_markdown
     from .run import Context, RunError, execute
@@ -100,7 +101,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
             releases=_releases(inputs, environ),
-            manifest_loader=lambda given: manifests.load(given.manifests, workspace))
+            manifest_loader=lambda given: manifests.load(given.manifests, workspace),
+            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)))
         report = execute(inputs, ctx)
     except ClusterConfigError as err:
         gha.error(err.message, title=f"Invalid input: {err.input_name}")

@@ -23,6 +23,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "release", "namespace", "deployment", "mode", "images", "manifests", "kubeconfig", "context", "server",
     "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout", "reason", "dry-run",
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
+    "wait-for-lease",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -39,6 +40,7 @@ DEFAULTS: Mapping[str, str] = {
     "block": "true",
     "allow-blocked": "false",
     "ledger": "true",
+    "wait-for-lease": "false",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -122,6 +124,7 @@ class Inputs:
     allow_blocked: bool
     github_token: str | None = field(repr=False)
     ledger: bool
+    wait_for_lease: bool = False  # another run holds a workload's lease: wait for it (within timeout)
 
 
 def _given(name: str, raw: str) -> str:
@@ -385,6 +388,7 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         allow_blocked=parse_bool("allow-blocked", raw["allow-blocked"]),
         github_token=_optional(raw["github-token"]),
         ledger=parse_bool("ledger", raw["ledger"]),
+        wait_for_lease=parse_bool("wait-for-lease", raw["wait-for-lease"]),
     )
     validate_for_mode(inputs)
     return inputs

@@ -18,6 +18,7 @@ from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs
+from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
     FAILED,
     REFUSED,
@@ -98,19 +99,58 @@ class Context:
     ledger: ConfigMapLedger | None = None  # None: `ledger: false`
     releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
+    leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
+
+
+CHANGING_MODES = ("auto", "deploy", "rollback")
 
 
 def execute(inputs: Inputs, ctx: Context) -> RunReport:
-    """Run the requested mode and record it in the ledger."""
+    """Run the requested mode and record it in the ledger, holding the workloads' leases while it runs."""
     if inputs.mode == "unblock":
         return _unblock(inputs, ctx)
+    deadline = ctx.now() + inputs.timeout
+    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None
+    if leases is not None:
+        _take_leases(inputs, ctx, leases, deadline)
+    try:
+        return _execute(inputs, ctx, deadline)
+    finally:
+        if leases is not None:
+            leases.release()
+
+
+def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) -> None:
+    """One run per workload at a time (lease.py): refused at once, naming the holder, unless
+    wait-for-lease asks to wait (within the timeout). Taken before anything is read, so what this run
+    decides from is what it changes."""
+    activity = _activity(inputs)
+    try:
+        taken = leases.acquire([str(ref) for ref in inputs.workloads], activity,
+                               wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
+    except LeaseHeld as err:
+        raise RunError(str(err)) from None
+    for item in taken:
+        if item.decision.action == "take" and item.decision.previous is not None:
+            gha.info(gha.escape_log(f"{item.workload}: took over the lease of {item.decision.previous.description} "
+                                    f"({item.decision.why})"))
+    leases.keep_renewed(deadline + LEASE_DURATION, clock=ctx.now)
+
+
+def _activity(inputs: Inputs) -> str:
+    """What this run is doing, for the lease and the ledger: ``deploying 1.3.0``, ``rolling back to 1.2.0``."""
+    doing = {"deploy": "deploying", "rollback": "rolling back to", "auto": "deploying or rolling back to"}
+    return f"{doing.get(inputs.mode, inputs.mode)} {inputs.release or 'the previous revision'}"
+
+
+def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
     state = _load_ledger(inputs, ctx)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
     block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate") else None
     targets: list[Target] = []
     try:
-        report = _run(inputs, ctx, state, targets, block)
+        report = _run(inputs, ctx, state, targets, block, deadline)
     except (RunError, WorkloadError, ApiFailure) as err:
         if not any(t.changed or t.action in ("compensated", "failed") for t in targets):
             raise  # nothing was changed (or it was all put back before anything else): a plain error
@@ -121,9 +161,9 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     return _record(inputs, ctx, state, targets, report, block)
 
 
-def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None
-         ) -> RunReport:
-    deadline = ctx.now() + inputs.timeout
+def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None,
+         deadline: float | None = None) -> RunReport:
+    deadline = ctx.now() + inputs.timeout if deadline is None else deadline
     manifests = _load_manifests(inputs, ctx)
     targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
     for target in targets:
