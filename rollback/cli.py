@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import __version__, gha, manifests
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     """Connect, execute, and always write outputs and the summary."""
+    from .cancellation import Cancellation, Cancelled
     from .cluster import Api, ApiFailure, ClusterConfigError, Credentials, connect
     from .lease import Leases, RunIdentity
     from .ledger import ConfigMapLedger, GitHubContext
@@ -86,6 +88,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     for secret in secret_values(inputs):
         gha.add_mask(secret)
     started = time.monotonic()
+    cancellation = Cancellation()
     report: RunReport | None = None
     code = EXIT_OK
     try:
@@ -102,8 +105,9 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
             releases=_releases(inputs, environ),
             manifest_loader=lambda given: manifests.load(given.manifests, workspace),
-            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)))
-        report = execute(inputs, ctx)
+            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation)
+        with cancellation.installed():
+            report = execute(inputs, ctx)
     except ClusterConfigError as err:
         gha.error(err.message, title=f"Invalid input: {err.input_name}")
         report = _failed_report(inputs, err.message)
@@ -120,6 +124,10 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         said = f"the Kubernetes API answered {err.status} {err.reason}: " if err.status else ""
         gha.error(gha.escape_log(f"{said}{err.message}{_api_hint(err)}"))
         report = _failed_report(inputs, err.message)
+        code = EXIT_FAILED
+    except Cancelled as err:  # a signal outside a run's own handling (e.g. while connecting): nothing changed
+        gha.error(gha.escape_log(f"{err}; nothing was changed"))
+        report = replace(_failed_report(inputs, f"{err}; nothing was changed"), cancelled=True)
         code = EXIT_FAILED
     except Exception as err:  # a bug: say so plainly, keep the traceback out of the way, still write outputs
         with gha.group("Traceback (please include it in a bug report)"):

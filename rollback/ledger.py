@@ -45,11 +45,17 @@ ROLLED_BACK = (
 REFUSED = "refused"  # nothing changed: the release is blocked (or the run was refused before any write)
 UNBLOCKED = "unblocked"  # `mode: unblock` removed the block of the release
 DRY_RUN = "dry-run"  # nothing persisted
-RESULTS = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED, UNBLOCKED, DRY_RUN)
+IN_PROGRESS = "in-progress"  # written before the run's first workload write, replaced when the run completes
+APPLIED = "applied"  # written, not waited for (`wait: false`): not known to work
+NOT_VERIFIED = "not-verified"  # written, and no rollout could verify it (OnDelete; or changed by someone else)
+CANCELLED = "cancelled"  # the step was cancelled (a signal) after it changed the workload
+INTERRUPTED = "interrupted"  # an in-progress entry whose run died; completed by a later run from the cluster
+RESULTS = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED, UNBLOCKED, DRY_RUN, IN_PROGRESS, APPLIED, NOT_VERIFIED,
+           CANCELLED, INTERRUPTED)
 
-SUCCESS_RESULTS = frozenset({SUCCEEDED})  # Octopus CurrentForEnvironment: last successful
+SUCCESS_RESULTS = frozenset({SUCCEEDED})  # Octopus CurrentForEnvironment: last successful (a verified rollout)
 ATTEMPT_RESULTS = frozenset(
-    {SUCCEEDED, FAILED, ROLLED_BACK}
+    {SUCCEEDED, FAILED, ROLLED_BACK, IN_PROGRESS, APPLIED, NOT_VERIFIED, CANCELLED, INTERRUPTED}
 )  # Octopus PreviousForEnvironment: last attempted
 
 BLOCK_SOURCES = ("ledger", "github-release")

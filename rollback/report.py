@@ -92,6 +92,7 @@ class RunReport:
     release: str = ""  # the requested release (empty: the previous revision, for rollback)
     ledger_entries: tuple[Mapping[str, Any], ...] = ()  # newest first, as ledger.Entry.to_json()
     blocks: tuple[Mapping[str, Any], ...] = ()  # active blocks in the namespace, as ledger.Block.to_json()
+    cancelled: bool = False  # a signal (the runner cancelling the step) stopped the run
 
     @property
     def applied_mode(self) -> str:
@@ -211,6 +212,8 @@ def _link(url: object) -> str:
 def _status(report: RunReport) -> str:
     if report.blocked:
         return "⛔ refused: the release is blocked"
+    if report.cancelled:
+        return "🛑 cancelled" + (": the changed workloads were put back" if report.rolled_back else "")
     if report.rolled_back:
         return "↩️ failed and rolled back"
     if report.error is not None:

@@ -7,6 +7,7 @@ written, so bad input or a missing release changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,12 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import compensation, gha
+from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs
 from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
+    CANCELLED,
     FAILED,
     REFUSED,
     ROLLED_BACK,
@@ -100,6 +103,7 @@ class Context:
     releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
+    cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
 
 
 CHANGING_MODES = ("auto", "deploy", "rollback")
@@ -126,10 +130,14 @@ def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) 
     decides from is what it changes."""
     activity = _activity(inputs)
     try:
-        taken = leases.acquire([str(ref) for ref in inputs.workloads], activity,
-                               wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
+        with ctx.cancellation.interruptible() if inputs.wait_for_lease else contextlib.nullcontext():
+            taken = leases.acquire([str(ref) for ref in inputs.workloads], activity,
+                                   wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
     except LeaseHeld as err:
         raise RunError(str(err)) from None
+    except Cancelled:
+        leases.release()
+        raise
     for item in taken:
         if item.decision.action == "take" and item.decision.previous is not None:
             gha.info(gha.escape_log(f"{item.workload}: took over the lease of {item.decision.previous.description} "
@@ -195,17 +203,23 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     changed: list[Target] = []
+    cancel = ctx.cancellation
     try:
+        cancel.check()  # a signal before the first write: stop with nothing changed
         for target in rollbacks:
             _rollback(inputs, ctx, target, deadline)
             if target.changed:
                 target.written = target.after
                 changed.append(target)
+            cancel.check()
         for target in deploys:
             _deploy(inputs, target, plan[str(target.workload)], manifests, images.get(str(target.workload), ()))
             if target.changed:
                 target.written = target.after
                 changed.append(target)
+            cancel.check()
+    except Cancelled as cancelled:
+        return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     except Exception as err:
         _compensate(inputs, ctx, _to_restore(inputs, targets, "write-failed"), deadline,
                     why=f"a later write failed ({err})")
@@ -217,7 +231,11 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     # Only deploys are ever put back (a rollback is never undone); when one may be, the forward wait leaves
     # room for it without cutting off a rollout that is still moving (compensation.wait_budget).
     may_restore = compensation.compensable(_changes(targets), inputs.rollback_on_failure)
-    failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
+    try:
+        with cancel.interruptible():
+            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
+    except Cancelled as cancelled:
+        return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     if not failed:
         return _finish(inputs, targets, overall)
     message = _failure_message(failed)
@@ -226,6 +244,26 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True)
+    return report
+
+
+def _cancelled(inputs: Inputs, ctx: Context, targets: list[Target], overall: Decision | None,
+               cancelled: Cancelled, deadline: float) -> RunReport:
+    """A signal stopped the run: put back what the plan says (writes only, within CANCEL_BUDGET), and report
+    where every workload is. The ledger records the changed ones as ``cancelled``."""
+    why = f"{cancelled}"
+    gha.warning(gha.escape_log(f"{why}: stopping"))
+    for target in targets:
+        if target.changed and target.action not in ("compensated", "failed") and target.rollout != "complete":
+            target.action = "failed"
+            target.rollout = "n/a"
+            target.message = f"{target.message}; cancelled before its rollout finished".lstrip("; ")
+    budget = min(deadline, ctx.now() + CANCEL_BUDGET)
+    restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "cancelled"), budget, why=why, wait=False)
+    report = replace(_finish(inputs, targets, overall, error=f"{why}; see each workload's message for where it "
+                                                               f"was left"), cancelled=True)
+    if restored and inputs.rollback_on_failure and any(t.revision is None and t.changed for t in targets):
+        report = replace(report, rolled_back=True)
     return report
 
 
@@ -546,7 +584,8 @@ def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
     return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now)
 
 
-def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str) -> bool:
+def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str,
+                wait: bool = True) -> bool:
     """Put every changed workload back to the template and release it had before this run."""
     if not changed or inputs.dry_run:
         return False
@@ -567,7 +606,7 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
             all_restored = False
             continue
         note = ""
-        if restored and inputs.wait:
+        if restored and inputs.wait and wait:
             with gha.group(f"Waiting for {target.workload} to be restored"):
                 outcome = _wait(ctx, target, deadline)
             target.rollout = outcome.result
@@ -758,6 +797,8 @@ def _entry_result(report: RunReport, target: Target) -> str | None:
         return None
     if target.action == "refused":
         return REFUSED
+    if report.cancelled and (target.changed or target.action == "compensated"):
+        return CANCELLED
     if target.action == "compensated":
         return ROLLED_BACK
     if target.action == "failed" or target.rollout in ("failed", "timeout"):
