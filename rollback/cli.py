@@ -114,16 +114,16 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         code = EXIT_FAILED
     except RunError as err:
         gha.error(gha.escape_log(err.message), title=f"Invalid input: {err.input_name}" if err.input_name else None)
-        report = _failed_report(inputs, err.message)
+        report = _failed_report(inputs, err.message, err)
         code = EXIT_FAILED
     except WorkloadError as err:
         gha.error(gha.escape_log(str(err)))
-        report = _failed_report(inputs, str(err))
+        report = _failed_report(inputs, str(err), err)
         code = EXIT_FAILED
     except ApiFailure as err:
         said = f"the Kubernetes API answered {err.status} {err.reason}: " if err.status else ""
         gha.error(gha.escape_log(f"{said}{err.message}{_api_hint(err)}"))
-        report = _failed_report(inputs, err.message)
+        report = _failed_report(inputs, err.message, err)
         code = EXIT_FAILED
     except Cancelled as err:  # a signal outside a run's own handling (e.g. while connecting): nothing changed
         gha.error(gha.escape_log(f"{err}; nothing was changed"))
@@ -162,8 +162,10 @@ def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | No
     return GitHubReleases.from_env(environ, inputs.github_token)
 
 
-def _failed_report(inputs: Inputs, message: str) -> RunReport:
-    return RunReport(mode=inputs.mode, decision=None, results=(), reason=inputs.reason, dry_run=inputs.dry_run,
+def _failed_report(inputs: Inputs, message: str, err: BaseException | None = None) -> RunReport:
+    # run.execute attaches where every workload is (``results``) to an error that stopped it before a change
+    results = tuple(getattr(err, "results", ()) or ())
+    return RunReport(mode=inputs.mode, decision=None, results=results, reason=inputs.reason, dry_run=inputs.dry_run,
                      rolled_back=False, failed_release=None, blocked_release=None, blocked=False,
                      last_successful_release=None, last_attempted_release=None, error=message,
                      release=inputs.release)

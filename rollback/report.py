@@ -56,6 +56,7 @@ class WorkloadResult:
     history: tuple[Mapping[str, Any], ...] = ()  # rows from history.to_json_rows, after the run
     duplicates: tuple[int, ...] = ()  # other revisions carrying the target release
     pruned: tuple[int, ...] = ()  # revisions known to be pruned
+    unknown: bool = False  # it could not be read back at the end: release is "unknown", revision None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -132,7 +133,7 @@ def outputs(report: RunReport) -> dict[str, str]:
         "version-change": report.decision.version_change if report.decision else "none",
         "release": _text(first.release if first else None),
         "previous-release": _text(first.previous_release if first else None),
-        "revision": _text(first.revision if first else None),
+        "revision": "unknown" if first and first.unknown else _text(first.revision if first else None),
         "previous-revision": _text(first.previous_revision if first else None),
         "rolled-back": _bool(report.rolled_back),
         "skipped": _bool(bool(report.results) and report.error is None

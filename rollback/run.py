@@ -22,8 +22,11 @@ from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, res
 from .inputs import ImageSpec, Inputs
 from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
+    APPLIED,
     CANCELLED,
     FAILED,
+    IN_PROGRESS,
+    NOT_VERIFIED,
     REFUSED,
     ROLLED_BACK,
     SUCCEEDED,
@@ -34,6 +37,8 @@ from .ledger import (
     GitHubContext,
     LedgerError,
     LedgerState,
+    describe_run,
+    interrupted,
 )
 from .manifests import ManifestError, with_release
 from .modes import Decision, calculate
@@ -88,6 +93,9 @@ class Target:
     after: Obj | None = None
     written: Obj | None = None  # the workload as this run's write left it (the answer to that write)
     foreign: compensation.ForeignChange | None = None  # someone else changed it after this run's write
+    unverified: str | None = None  # ledger.APPLIED / NOT_VERIFIED: written, but no rollout verified it
+    ahead: bool = False  # a write-ahead (in-progress) ledger entry was written for it
+    live_unknown: bool = False  # it could not be read back at the end: what is live is unknown
     history_after: History | None = None
     stuck_pods: list[str] = field(default_factory=list)
 
@@ -153,6 +161,8 @@ def _activity(inputs: Inputs) -> str:
 
 def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
     state = _load_ledger(inputs, ctx)
+    if state is None and ctx.ledger is not None:  # unusable (see _load_ledger): not read, not written
+        ctx = replace(ctx, ledger=None)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
     block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate") else None
@@ -161,7 +171,10 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         report = _run(inputs, ctx, state, targets, block, deadline)
     except (RunError, WorkloadError, ApiFailure) as err:
         if not any(t.changed or t.action in ("compensated", "failed") for t in targets):
-            raise  # nothing was changed (or it was all put back before anything else): a plain error
+            # nothing was changed (or it was all put back before anything else): a plain error, which still
+            # says where every workload is (the ones not read yet: unchanged, not known)
+            err.results = _early_results(inputs, ctx, targets)  # type: ignore[union-attr]
+            raise
         # A write failed after other workloads were changed and put back: report where each one ended, and
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
@@ -179,6 +192,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
+    if mode in CHANGING_MODES and not inputs.dry_run:
+        state = _reconcile_interrupted(inputs, ctx, state, targets)
     for target in targets:
         facts = state.facts(str(target.workload)) if state is not None and state.entries else None
         target.decision = calculate(inputs.release, target.history, facts)
@@ -206,6 +221,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     cancel = ctx.cancellation
     try:
         cancel.check()  # a signal before the first write: stop with nothing changed
+        _write_ahead(inputs, ctx, rollbacks, deploys, plan, images)
         for target in rollbacks:
             _rollback(inputs, ctx, target, deadline)
             if target.changed:
@@ -227,6 +243,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     if inputs.dry_run or not inputs.wait:
         for target in targets:
             target.rollout = "not-waited" if target.changed else "n/a"
+            if target.changed:
+                target.unverified = APPLIED
         return _finish(inputs, targets, overall)
     # Only deploys are ever put back (a rollback is never undone); when one may be, the forward wait leaves
     # room for it without cutting off a rollout that is still moving (compensation.wait_budget).
@@ -265,6 +283,89 @@ def _cancelled(inputs: Inputs, ctx: Context, targets: list[Target], overall: Dec
     if restored and inputs.rollback_on_failure and any(t.revision is None and t.changed for t in targets):
         report = replace(report, rolled_back=True)
     return report
+
+
+def _identity(ctx: Context) -> str | None:
+    """This run's identity in the ledger: its lease holder (None without leases)."""
+    return ctx.leases.me.holder if ctx.leases is not None else None
+
+
+def _write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys: list[Target],
+                 plan: Mapping[str, str], images: Mapping[str, tuple[ImageSpec, ...]]) -> None:
+    """Before the first workload write: an ``in-progress`` entry per workload to be written (release, the
+    intended change, this run), completed by ``_record``. If the run dies, the next run finds it
+    (``_reconcile_interrupted``). A ledger that cannot be written does not stop the run: it warns."""
+    me = _identity(ctx)
+    if ctx.ledger is None or me is None or inputs.dry_run:
+        return
+    ahead: list[tuple[Target, Entry]] = []
+    for target in rollbacks:
+        if target.skipped or target.revision is None:
+            continue
+        ahead.append((target, Entry.new(
+            ctx.github, namespace=inputs.namespace, workload=str(target.workload),
+            release=inputs.release or target.revision.release or "", mode="rollback", result=IN_PROGRESS,
+            images=target.revision.images, reason=inputs.reason)))
+        if inputs.block and target.history.live_release != (inputs.release or target.revision.release):
+            ahead[-1] = (target, replace(ahead[-1][1], would_block=target.history.live_release))
+    for target in deploys:
+        ahead.append((target, Entry.new(
+            ctx.github, namespace=inputs.namespace, workload=str(target.workload), release=inputs.release,
+            mode=plan[str(target.workload)], result=IN_PROGRESS,
+            images=[str(i) for i in images.get(str(target.workload), ())], reason=inputs.reason)))
+    if not ahead:
+        return
+
+    def change(current: LedgerState) -> LedgerState:
+        for _, entry in ahead:
+            current = current.with_entry(replace(entry, run=me))
+        return current
+
+    try:
+        ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the release ledger was not updated before the change (the run goes on "
+                                   f"without a write-ahead record): {err}"))
+        return
+    for target, _ in ahead:
+        target.ahead = True
+
+
+def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target]
+                           ) -> LedgerState | None:
+    """In-progress entries of other runs on these workloads belong to runs that died: this run holds the
+    workloads' leases, so theirs are gone, and they never completed the entry. Say so, and complete them
+    from the cluster (``ledger.interrupted``): result ``interrupted``, and the block an interrupted
+    rollback implied."""
+    me = _identity(ctx)
+    if state is None or ctx.ledger is None or me is None:
+        return state
+    live = {str(t.workload): t.history.live_release for t in targets}
+    found = state.in_progress(live, exclude_run=me)
+    if not found:
+        return state
+    for entry in found:
+        doing = "rolling back to" if entry.mode == "rollback" else "deploying"
+        gha.warning(gha.escape_log(
+            f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
+            f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
+            f"{live[entry.workload] or '<none>'} now; recording that run as interrupted"))
+
+    def change(current: LedgerState) -> LedgerState:
+        for entry in current.in_progress(live, exclude_run=me):
+            done, block = interrupted(entry, live[entry.workload], f"run {me}")
+            current = replace(current, entries=tuple(done if e is entry else e for e in current.entries))
+            if block is not None and current.block_for(block.release) is None:
+                current = current.with_block(block)
+                gha.notice(gha.escape_log(f"blocked release {block.release}: the interrupted run rolled back "
+                                          f"from it, and its rollback is live"))
+        return current
+
+    try:
+        return ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the interrupted run could not be recorded in the release ledger: {err}"))
+        return change(state)
 
 
 def _changes(targets: list[Target]) -> list[compensation.Change]:
@@ -541,6 +642,7 @@ def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudg
             outcome = _wait_forward(ctx, target, budget)
         target.rollout = outcome.result
         if outcome.result == "not-waited":
+            target.unverified = NOT_VERIFIED  # OnDelete: changed, but no rollout to verify it
             gha.notice(gha.escape_log(outcome.message))
         if not outcome.ok:  # reported once, as the run's error; compensation may still put it back
             target.message = outcome.message
@@ -682,21 +784,41 @@ def _failure_message(failed: list[Target]) -> str:
 # -- reporting -------------------------------------------------------------------------------------------------
 
 
+def _early_results(inputs: Inputs, ctx: Context, targets: list[Target]) -> tuple[WorkloadResult, ...]:
+    read = {str(t.workload): _result(inputs, t) for t in targets}
+    results = []
+    for ref in inputs.workloads:
+        if str(ref) in read:
+            results.append(read[str(ref)])
+            continue
+        workload = workload_for(ctx.api, inputs.namespace, ref)
+        results.append(WorkloadResult(
+            workload=str(ref), kind=workload.kind, name=workload.name, namespace=inputs.namespace,
+            mode=inputs.mode, action="unchanged", release=None, previous_release=None, revision=None,
+            previous_revision=None, rollout="n/a", message="not read: the run stopped before it got to it"))
+    return tuple(results)
+
+
 def _finish(inputs: Inputs, targets: list[Target], decision: Decision | None, error: str | None = None
             ) -> RunReport:
+    """The report, with every workload read back from the cluster: outputs say what is live at exit (or
+    ``unknown`` when the cluster cannot be reached), never what was live at the start."""
     for target in targets:
-        if target.changed or target.action in ("compensated", "failed"):
+        if target.obj or target.changed or target.action in ("compensated", "failed"):
             try:
                 target.after = target.workload.read()
                 target.history_after = target.workload.history(target.after)
             except (WorkloadError, ApiFailure) as err:
-                gha.warning(gha.escape_log(f"{target.workload}: could not re-read after the run: {err}"))
+                target.live_unknown = True
+                gha.warning(gha.escape_log(f"{target.workload}: could not read it back after the run, so what is "
+                                           f"live now is unknown: {err}"))
                 continue
             if target.action in ("deployed", "redeployed", "rolled-back"):
                 # success is recorded only for what is still live: not for a template someone else replaced
                 foreign = compensation.foreign_change(str(target.workload), target.written, target.after)
                 if foreign is not None:
                     target.foreign = foreign
+                    target.unverified = NOT_VERIFIED
                     target.action = "failed"
                     target.rollout = "n/a"
                     target.message = f"{foreign.describe()}; this run's change is no longer live"
@@ -725,6 +847,8 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         mode = "redeploy"
     revision = after.live
     release = after.live_release
+    if target.live_unknown:
+        revision, release = None, "unknown"
     if target.action == "dry-run":  # what would be live: the rollback target, or the deployed release
         if target.revision is not None:
             revision, release = target.revision.number, target.revision.release
@@ -735,7 +859,7 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         namespace=inputs.namespace, mode=mode, action=target.action, release=release,
         previous_release=before.live_release, revision=revision, previous_revision=before.live,
         rollout=target.rollout, message=target.message, history=tuple(to_json_rows(after)),
-        duplicates=target.duplicates, pruned=after.pruned,
+        duplicates=target.duplicates, pruned=after.pruned, unknown=target.live_unknown,
     )
 
 
@@ -755,6 +879,13 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
         if err.status == 0:
             raise RunError(f"{err}; check the server address in the kubeconfig and that the runner can reach it "
                            f"(a container action cannot reach the runner's 127.0.0.1)", "kubeconfig") from None
+        if err.status is None or inputs.mode == "rollback":
+            # A corrupt ledger (not JSON, wrong type, unknown format) never stops a run, and nothing about the
+            # ledger stops a rollback: warn, leave the ConfigMap as it is, go on without its facts.
+            gha.warning(gha.escape_log(f"{err}. This run goes on without the release ledger: its content is left "
+                                       f"untouched, nothing is recorded, and the mode is calculated from the "
+                                       f"revision history alone"))
+            return None
         raise RunError(f"the release ledger could not be read: {err} (grant the permissions in the README's "
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 
@@ -799,6 +930,8 @@ def _entry_result(report: RunReport, target: Target) -> str | None:
         return REFUSED
     if report.cancelled and (target.changed or target.action == "compensated"):
         return CANCELLED
+    if target.unverified is not None and target.action != "compensated":
+        return target.unverified  # applied (wait: false) or not-verified: only a verified rollout succeeds
     if target.action == "compensated":
         return ROLLED_BACK
     if target.action == "failed" or target.rollout in ("failed", "timeout"):
@@ -816,7 +949,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
         if outcome is None or inputs.mode in ("history", "calculate"):
             continue
         release = result.release or inputs.release
-        if outcome in (FAILED, ROLLED_BACK, REFUSED) or result.mode != "rollback":
+        if outcome in (FAILED, ROLLED_BACK, REFUSED, CANCELLED) or result.mode != "rollback":
             # The release attempted, not the one live after the run: a failed rollback to the previous
             # revision (no release given) attempted that revision's release.
             attempted = (target.revision.release or "") if target.revision is not None else release
@@ -841,8 +974,12 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
     if entries and inputs.allow_blocked and block is not None:
         # allow_blocked marks a run that deployed a blocked release on purpose, not every run with the input set
         entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
-    if ctx.ledger is not None and (entries or blocks):
+    me = _identity(ctx)
+    entries = [replace(e, run=me) for e in entries]
+    ahead = any(t.ahead for t in targets)
+    if ctx.ledger is not None and (entries or blocks or ahead):
         def change(current: LedgerState) -> LedgerState:
+            current = current.without_in_progress(me)  # this run's write-ahead entries, completed below
             for entry in entries:
                 current = current.with_entry(entry)
             for new_block in blocks:

@@ -299,6 +299,8 @@ def test_data_layout() -> None:
         "run_url": "https://github.com/octo-org/shop/actions/runs/42",
         "event": "workflow_dispatch",
         "allow_blocked": False,
+        "run": None,
+        "would_block": None,
     }
     [b] = json.loads(data[BLOCKS_KEY])
     assert b == {

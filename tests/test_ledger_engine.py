@@ -117,11 +117,12 @@ def test_entries_after_deploy_rollback_and_failed_deploys(sim: kubesim.Sim) -> N
     (entry,), blocks = ledger(sim)
     assert blocks == []
     assert time.strftime("%Y-%m-%dT", time.gmtime()) in entry.pop("time")
+    assert entry.pop("run").startswith("octo-org/shop/runs/101/attempt/1/mona/")  # the run's lease holder
     assert entry == {
         "namespace": NS, "workload": "deployment/web", "release": "1.0.0", "mode": "deploy",
         "result": "succeeded", "revision": 2, "images": [f"web={IMAGE}:1.0.0"], "reason": "", "actor": "mona",
         "repository": "octo-org/shop", "workflow": "Deploy", "run_url": RUN_URL, "event": "push",
-        "allow_blocked": False,
+        "allow_blocked": False, "would_block": None,
     }
     assert first.outputs["last-successful-release"] == "1.0.0"
     assert first.outputs["last-attempted-release"] == "1.0.0"
