@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kubesim",
         description="kubesim: a simulated Kubernetes API server (deployments, replicasets, statefulsets, "
-                    "daemonsets, controllerrevisions, pods, configmaps, namespaces, events) with simulated "
+                    "daemonsets, controllerrevisions, pods, configmaps, namespaces, events, leases) with simulated "
                     "controllers, for tests and demos. It binds 127.0.0.1 only and keeps everything in memory. "
                     "It is a test double, not a cluster: nothing is scheduled or run.")
     parser.add_argument("--port", type=int, default=0,
