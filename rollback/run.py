@@ -124,7 +124,12 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     deadline = ctx.now() + inputs.timeout
     leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None
     if leases is not None:
-        _take_leases(inputs, ctx, leases, deadline)
+        try:
+            _take_leases(inputs, ctx, leases, deadline)
+        except (RunError, ApiFailure) as err:
+            err.results = _early_results(inputs, ctx, [], "not read or changed: the run stopped before, while "  # type: ignore[union-attr]
+                                                          "taking the workloads' leases")
+            raise
     try:
         return _execute(inputs, ctx, deadline)
     finally:
@@ -173,6 +178,7 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         if not any(t.changed or t.action in ("compensated", "failed") for t in targets):
             # nothing was changed (or it was all put back before anything else): a plain error, which still
             # says where every workload is (the ones not read yet: unchanged, not known)
+            _settle_write_ahead(inputs, ctx, targets)
             err.results = _early_results(inputs, ctx, targets)  # type: ignore[union-attr]
             raise
         # A write failed after other workloads were changed and put back: report where each one ended, and
@@ -329,6 +335,44 @@ def _write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys:
         return
     for target, _ in ahead:
         target.ahead = True
+
+
+def _settle_write_ahead(inputs: Inputs, ctx: Context, targets: list[Target]) -> None:
+    """The run stopped with an error before any change it knows of: its write-ahead entries must not stay
+    ``in-progress``. A workload still as it was read loses its entry (nothing happened to it); one that is
+    not (a write whose answer was lost may have landed) gets it completed from the cluster, as ``interrupted``
+    by this run."""
+    me = _identity(ctx)
+    ahead = [t for t in targets if t.ahead]
+    if ctx.ledger is None or me is None or not ahead:
+        return
+    untouched: list[str] = []
+    live: dict[str, str | None] = {}
+    for target in ahead:
+        try:
+            current = target.workload.read()
+        except (WorkloadError, ApiFailure):
+            continue  # unknown: left in-progress, for the next run to complete from the cluster
+        if (same_template(current["spec"]["template"], (target.obj.get("spec") or {}).get("template") or {})
+                and (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) == target.history.live_release):
+            untouched.append(str(target.workload))
+        else:
+            live[str(target.workload)] = (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+
+    def change(current: LedgerState) -> LedgerState:
+        current = current.without_in_progress(me, untouched)
+        for entry in current.in_progress(live):
+            if entry.run == me:
+                done, block = interrupted(entry, live[entry.workload], "this run (it stopped on an error)")
+                current = replace(current, entries=tuple(done if e is entry else e for e in current.entries))
+                if block is not None and current.block_for(block.release) is None:
+                    current = current.with_block(block)
+        return current
+
+    try:
+        ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
 
 
 def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target]
@@ -784,7 +828,8 @@ def _failure_message(failed: list[Target]) -> str:
 # -- reporting -------------------------------------------------------------------------------------------------
 
 
-def _early_results(inputs: Inputs, ctx: Context, targets: list[Target]) -> tuple[WorkloadResult, ...]:
+def _early_results(inputs: Inputs, ctx: Context, targets: list[Target],
+                   why: str = "not read: the run stopped before it got to it") -> tuple[WorkloadResult, ...]:
     read = {str(t.workload): _result(inputs, t) for t in targets}
     results = []
     for ref in inputs.workloads:
@@ -795,7 +840,7 @@ def _early_results(inputs: Inputs, ctx: Context, targets: list[Target]) -> tuple
         results.append(WorkloadResult(
             workload=str(ref), kind=workload.kind, name=workload.name, namespace=inputs.namespace,
             mode=inputs.mode, action="unchanged", release=None, previous_release=None, revision=None,
-            previous_revision=None, rollout="n/a", message="not read: the run stopped before it got to it"))
+            previous_revision=None, rollout="n/a", message=why))
     return tuple(results)
 
 
