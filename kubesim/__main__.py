@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m kubesim",
         description="kubesim: a simulated Kubernetes API server (deployments, replicasets, statefulsets, "
                     "daemonsets, controllerrevisions, pods, configmaps, secrets, horizontalpodautoscalers, "
-                    "namespaces, events) with simulated controllers, for tests and demos. It binds 127.0.0.1 only "
-                    "and keeps everything in memory. It is a test double, not a cluster: nothing is scheduled or run.")
+                    "namespaces, events, leases) with simulated controllers, for tests and demos. It binds 127.0.0.1 "
+                    "only and keeps everything in memory. It is a test double, not a cluster: nothing is scheduled "
+                    "or run.")
     parser.add_argument("--port", type=int, default=0,
                         help="TCP port on 127.0.0.1 to listen on (default 0: pick a free port)")
     parser.add_argument("--kubeconfig-out", metavar="PATH",

@@ -21,6 +21,7 @@ from .resources import (
     DEPLOYMENTS,
     EVENTS,
     HORIZONTALPODAUTOSCALERS,
+    LEASES,
     NAMESPACES,
     PODS,
     REPLICASETS,
@@ -383,6 +384,22 @@ def _selector_repr(selector: Any) -> str:
     return f"v1.LabelSelector{{MatchLabels:{inner}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}"
 
 
+def _check_lease_spec(spec: Any, causes: list[Cause]) -> None:
+    """coordination.k8s.io Lease: the duration must be positive, the transitions not negative."""
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        causes.append(("FieldValueInvalid", "spec", "Invalid value: must be an object"))
+        return
+    for field, minimum, rule in (("leaseDurationSeconds", 1, "must be greater than 0"),
+                                 ("leaseTransitions", 0, "must be greater than or equal to 0")):
+        value = spec.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            causes.append(("FieldValueInvalid", f"spec.{field}", f"Invalid value: {_go_repr(value)}: {rule}"))
+
+
 def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     """Raise ``422 Invalid`` when ``obj`` (the new state; ``old`` for an update) breaks a rule kubesim checks."""
     causes: list[Cause] = []
@@ -442,6 +459,8 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
         elif isinstance(low, int) and low > high:
             causes.append(("FieldValueInvalid", "spec.maxReplicas", f"Invalid value: {high}: must be greater than "
                                                                     f"or equal to `minReplicas`"))
+    elif rt is LEASES:
+        _check_lease_spec(obj.get("spec"), causes)
     elif rt is CONTROLLERREVISIONS:
         revision = obj.get("revision")
         if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:

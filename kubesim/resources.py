@@ -58,14 +58,17 @@ SECRETS = ResourceType("", "v1", "Secret", "secrets", "secret")
 HORIZONTALPODAUTOSCALERS = ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
                                         "horizontalpodautoscaler", short_names=("hpa",), subresources=("status",),
                                         categories=("all",))
+# coordination.k8s.io/v1 Lease: what kube-release-rollback takes per workload so two runs never overlap
+LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease")
 
 RESOURCES: tuple[ResourceType, ...] = (
     NAMESPACES, CONFIGMAPS, EVENTS, PODS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLERREVISIONS,
-    SECRETS, HORIZONTALPODAUTOSCALERS,
+    SECRETS, HORIZONTALPODAUTOSCALERS, LEASES,
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("autoscaling", "v2"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("autoscaling", "v2"),
+                                               ("coordination.k8s.io", "v1"))
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:

@@ -31,6 +31,7 @@ from .resources import (
     EVENTS,
     GROUP_VERSIONS,
     HORIZONTALPODAUTOSCALERS,
+    LEASES,
     NAMESPACES,
     PODS,
     REPLICASETS,
@@ -582,6 +583,8 @@ def _columns(rt: ResourceType, now: float) -> list[Column]:
                 ("MinPods", "integer", 0, lambda o: (o.get("spec") or {}).get("minReplicas") or 1),
                 ("MaxPods", "integer", 0, lambda o: (o.get("spec") or {}).get("maxReplicas") or 0),
                 ("Replicas", "integer", 0, lambda o: (o.get("status") or {}).get("currentReplicas") or 0), age]
+    if rt is LEASES:  # kubectl get leases: NAME HOLDER AGE
+        return [name, ("Holder", "string", 0, lambda o: (o.get("spec") or {}).get("holderIdentity") or ""), age]
     if rt is CONTROLLERREVISIONS:
         def controller(o: Obj) -> str:
             for ref in o["metadata"].get("ownerReferences") or []:

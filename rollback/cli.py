@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import __version__, gha, manifests
@@ -29,7 +30,7 @@ EXIT_RESTORED = 2
 SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
 BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
                   "allow-blocked", "insecure-skip-tls-verify", "ledger", "allow-managed", "annotate-only",
-                  "images-apply-to-all")
+                  "images-apply-to-all", "wait-for-lease")
 REPEATABLE_INPUTS = ("deployment", "images", "manifests")
 
 
@@ -77,7 +78,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     """Connect, execute, and always write outputs and the summary."""
+    from .cancellation import Cancellation, Cancelled
     from .cluster import Api, ApiFailure, ClusterConfigError, Credentials, connect
+    from .lease import Leases, RunIdentity
     from .ledger import ConfigMapLedger, GitHubContext
     from .report import outputs, summary_markdown
     from .run import Context, RunError, execute
@@ -86,6 +89,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     for secret in secret_values(inputs):
         gha.add_mask(secret)
     started = time.monotonic()
+    cancellation = Cancellation()
     report: RunReport | None = None
     code = EXIT_OK
     try:
@@ -101,24 +105,30 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
             releases=_releases(inputs, environ),
-            manifest_loader=lambda given: manifests.load(given.manifests, workspace))
-        report = execute(inputs, ctx)
+            manifest_loader=lambda given: manifests.load(given.manifests, workspace),
+            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation)
+        with cancellation.installed():
+            report = execute(inputs, ctx)
     except ClusterConfigError as err:
         gha.error(err.message, title=f"Invalid input: {err.input_name}")
         report = _failed_report(inputs, err.message)
         code = EXIT_FAILED
     except RunError as err:
         gha.error(gha.escape_log(err.message), title=f"Invalid input: {err.input_name}" if err.input_name else None)
-        report = _failed_report(inputs, err.message)
+        report = _failed_report(inputs, err.message, err)
         code = EXIT_FAILED
     except WorkloadError as err:
         gha.error(gha.escape_log(str(err)))
-        report = _failed_report(inputs, str(err))
+        report = _failed_report(inputs, str(err), err)
         code = EXIT_FAILED
     except ApiFailure as err:
         said = f"the Kubernetes API answered {err.status} {err.reason}: " if err.status else ""
         gha.error(gha.escape_log(f"{said}{err.message}{_api_hint(err)}"))
-        report = _failed_report(inputs, err.message)
+        report = _failed_report(inputs, err.message, err)
+        code = EXIT_FAILED
+    except Cancelled as err:  # a signal outside a run's own handling (e.g. while connecting): nothing changed
+        gha.error(gha.escape_log(f"{err}; nothing was changed"))
+        report = replace(_failed_report(inputs, f"{err}; nothing was changed"), cancelled=True)
         code = EXIT_FAILED
     except Exception as err:  # a bug: say so plainly, keep the traceback out of the way, still write outputs
         with gha.group("Traceback (please include it in a bug report)"):
@@ -153,8 +163,10 @@ def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | No
     return GitHubReleases.from_env(environ, inputs.github_token)
 
 
-def _failed_report(inputs: Inputs, message: str) -> RunReport:
-    return RunReport(mode=inputs.mode, decision=None, results=(), reason=inputs.reason, dry_run=inputs.dry_run,
+def _failed_report(inputs: Inputs, message: str, err: BaseException | None = None) -> RunReport:
+    # run.execute attaches where every workload is (``results``) to an error that stopped it before a change
+    results = tuple(getattr(err, "results", ()) or ())
+    return RunReport(mode=inputs.mode, decision=None, results=results, reason=inputs.reason, dry_run=inputs.dry_run,
                      rolled_back=False, failed_release=None, blocked_release=None, blocked=False,
                      last_successful_release=None, last_attempted_release=None, error=message,
                      release=inputs.release)

@@ -24,6 +24,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout", "reason", "dry-run",
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
     "allow-managed", "annotate-only", "images-apply-to-all",
+    "wait-for-lease",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -43,6 +44,7 @@ DEFAULTS: Mapping[str, str] = {
     "allow-managed": "false",
     "annotate-only": "false",
     "images-apply-to-all": "false",
+    "wait-for-lease": "false",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -142,6 +144,7 @@ class Inputs:
     allow_managed: bool = False
     annotate_only: bool = False
     images_apply_to_all: bool = False
+    wait_for_lease: bool = False  # another run holds a workload's lease: wait for it (within timeout)
 
 
 def _given(name: str, raw: str) -> str:
@@ -421,6 +424,7 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         allow_managed=parse_bool("allow-managed", raw["allow-managed"]),
         annotate_only=parse_bool("annotate-only", raw["annotate-only"]),
         images_apply_to_all=parse_bool("images-apply-to-all", raw["images-apply-to-all"]),
+        wait_for_lease=parse_bool("wait-for-lease", raw["wait-for-lease"]),
     )
     validate_for_mode(inputs)
     return inputs

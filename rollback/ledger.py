@@ -45,11 +45,17 @@ ROLLED_BACK = (
 REFUSED = "refused"  # nothing changed: the release is blocked (or the run was refused before any write)
 UNBLOCKED = "unblocked"  # `mode: unblock` removed the block of the release
 DRY_RUN = "dry-run"  # nothing persisted
-RESULTS = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED, UNBLOCKED, DRY_RUN)
+IN_PROGRESS = "in-progress"  # written before the run's first workload write, replaced when the run completes
+APPLIED = "applied"  # written, not waited for (`wait: false`): not known to work
+NOT_VERIFIED = "not-verified"  # written, and no rollout could verify it (OnDelete; or changed by someone else)
+CANCELLED = "cancelled"  # the step was cancelled (a signal) after it changed the workload
+INTERRUPTED = "interrupted"  # an in-progress entry whose run died; completed by a later run from the cluster
+RESULTS = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED, UNBLOCKED, DRY_RUN, IN_PROGRESS, APPLIED, NOT_VERIFIED,
+           CANCELLED, INTERRUPTED)
 
-SUCCESS_RESULTS = frozenset({SUCCEEDED})  # Octopus CurrentForEnvironment: last successful
+SUCCESS_RESULTS = frozenset({SUCCEEDED})  # Octopus CurrentForEnvironment: last successful (a verified rollout)
 ATTEMPT_RESULTS = frozenset(
-    {SUCCEEDED, FAILED, ROLLED_BACK}
+    {SUCCEEDED, FAILED, ROLLED_BACK, IN_PROGRESS, APPLIED, NOT_VERIFIED, CANCELLED, INTERRUPTED}
 )  # Octopus PreviousForEnvironment: last attempted
 
 BLOCK_SOURCES = ("ledger", "github-release")
@@ -119,6 +125,8 @@ class Entry:
     event: str | None = None
     allow_blocked: bool = False  # the run deployed a blocked release on purpose (`allow-blocked: true`)
     managed_by: tuple[str, ...] = ()  # GitOps/Helm managers of the workload overridden (`allow-managed: true`)
+    run: str | None = None  # the run's identity (its lease holder): ties an in-progress entry to its run
+    would_block: str | None = None  # in-progress rollback: the release it blocks once the rollback is live
 
     @classmethod
     def new(
@@ -183,6 +191,8 @@ class Entry:
             event=_opt(data, "event"),
             allow_blocked=data.get("allow_blocked") is True,
             managed_by=tuple(str(m) for m in data.get("managed_by") or [] if isinstance(m, str)),
+            run=_opt(data, "run"),
+            would_block=_opt(data, "would_block"),
         )
 
 
@@ -337,6 +347,20 @@ class LedgerState:
         block = replace(block, reason=_clip(block.reason))
         others = tuple(b for b in self.blocks if b.release != block.release)
         return replace(self, blocks=_bounded((*others, block), MAX_BLOCKS, MAX_BLOCKS_BYTES))
+
+    def in_progress(self, workloads: Iterable[str] | None = None, exclude_run: str | None = None
+                    ) -> tuple[Entry, ...]:
+        """Entries still ``in-progress`` (of other runs than ``exclude_run``), on ``workloads`` if given."""
+        wanted = None if workloads is None else set(workloads)
+        return tuple(e for e in self.entries if e.result == IN_PROGRESS and e.run != exclude_run
+                     and (wanted is None or e.workload in wanted))
+
+    def without_in_progress(self, run: str | None, workloads: Iterable[str] | None = None) -> LedgerState:
+        """Drop the ``in-progress`` entries of ``run`` (on ``workloads`` if given): the run completes them."""
+        wanted = None if workloads is None else set(workloads)
+        kept = tuple(e for e in self.entries if not (e.result == IN_PROGRESS and e.run == run
+                                                     and (wanted is None or e.workload in wanted)))
+        return replace(self, entries=kept) if len(kept) != len(self.entries) else self
 
     def without_block(self, release: str) -> LedgerState:
         return replace(self, blocks=tuple(b for b in self.blocks if b.release != release))
@@ -519,3 +543,29 @@ class ConfigMapLedger:
             f"could not {verb} the release ledger {self.where}: HTTP {status} {exc.reason or ''}".rstrip(),
             status=status,
         )
+
+
+def interrupted(entry: Entry, live_release: str | None, reconciled_by: str, time: str | None = None
+                ) -> tuple[Entry, Block | None]:
+    """An ``in-progress`` entry whose run died (its lease is gone, it never completed the entry), completed
+    from what the cluster shows now: result ``interrupted`` (an attempt, never a success: nothing verified
+    its rollout), with the live release in the reason. An interrupted rollback whose target is live keeps
+    the block it implied (``would_block``); an interrupted deploy counts as a failed newer attempt, so going
+    back below it is a rollback that blocks it (modes.py)."""
+    when = time or utc_now()
+    note = (f"interrupted: the run never completed this entry; {reconciled_by} found release "
+            f"{live_release or '<none>'} live at {when}")
+    reason = f"{entry.reason} ({note})" if entry.reason else note
+    done = replace(entry, result=INTERRUPTED, reason=_clip(reason))
+    block = None
+    if entry.mode == "rollback" and entry.would_block and live_release == entry.release:
+        block = Block(release=entry.would_block, namespace=entry.namespace,
+                      reason=_clip(entry.reason or f"rolled back to {entry.release} (run interrupted)"),
+                      actor=entry.actor, time=entry.time, run_url=entry.run_url)
+    return done, block
+
+
+def describe_run(entry: Entry) -> str:
+    """``the run https://github.com/o/r/actions/runs/9 by mona`` for messages about another run's entry."""
+    who = f" by {entry.actor}" if entry.actor else ""
+    return f"the run {entry.run_url or entry.run or '(unknown)'}{who}"

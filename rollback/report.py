@@ -56,6 +56,7 @@ class WorkloadResult:
     history: tuple[Mapping[str, Any], ...] = ()  # rows from history.to_json_rows, after the run
     duplicates: tuple[int, ...] = ()  # other revisions carrying the target release
     pruned: tuple[int, ...] = ()  # revisions known to be pruned
+    unknown: bool = False  # it could not be read back at the end: release is "unknown", revision None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -93,6 +94,7 @@ class RunReport:
     ledger_entries: tuple[Mapping[str, Any], ...] = ()  # newest first, as ledger.Entry.to_json()
     blocks: tuple[Mapping[str, Any], ...] = ()  # active blocks in the namespace, as ledger.Block.to_json()
     plan: tuple[Mapping[str, Any], ...] = ()  # the change per workload, as plan.WorkloadPlan.to_json()
+    cancelled: bool = False  # a signal (the runner cancelling the step) stopped the run
 
     @property
     def applied_mode(self) -> str:
@@ -132,7 +134,7 @@ def outputs(report: RunReport) -> dict[str, str]:
         "version-change": report.decision.version_change if report.decision else "none",
         "release": _text(first.release if first else None),
         "previous-release": _text(first.previous_release if first else None),
-        "revision": _text(first.revision if first else None),
+        "revision": "unknown" if first and first.unknown else _text(first.revision if first else None),
         "previous-revision": _text(first.previous_revision if first else None),
         "rolled-back": _bool(report.rolled_back),
         "skipped": _bool(bool(report.results) and report.error is None
@@ -213,6 +215,8 @@ def _link(url: object) -> str:
 def _status(report: RunReport) -> str:
     if report.blocked:
         return "⛔ refused: the release is blocked"
+    if report.cancelled:
+        return "🛑 cancelled" + (": the changed workloads were put back" if report.rolled_back else "")
     if report.rolled_back:
         return "↩️ failed and rolled back"
     if report.error is not None:

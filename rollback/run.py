@@ -7,20 +7,27 @@ written, so bad input or a missing release changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import gha, preflight
+from . import compensation, gha, preflight
 from . import plan as change_plan
+from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs, Mode
+from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
+    APPLIED,
+    CANCELLED,
     FAILED,
+    IN_PROGRESS,
+    NOT_VERIFIED,
     REFUSED,
     ROLLED_BACK,
     SUCCEEDED,
@@ -31,6 +38,8 @@ from .ledger import (
     GitHubContext,
     LedgerError,
     LedgerState,
+    describe_run,
+    interrupted,
 )
 from .manifests import ManifestError, with_release
 from .modes import Decision, calculate
@@ -84,6 +93,11 @@ class Target:
     rollout: Rollout = "n/a"
     message: str = ""
     after: Obj | None = None
+    written: Obj | None = None  # the workload as this run's write left it (the answer to that write)
+    foreign: compensation.ForeignChange | None = None  # someone else changed it after this run's write
+    unverified: str | None = None  # ledger.APPLIED / NOT_VERIFIED: written, but no rollout verified it
+    ahead: bool = False  # a write-ahead (in-progress) ledger entry was written for it
+    live_unknown: bool = False  # it could not be read back at the end: what is live is unknown
     history_after: History | None = None
     stuck_pods: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # pre-flight warnings, for the summary
@@ -101,22 +115,77 @@ class Context:
     ledger: ConfigMapLedger | None = None  # None: `ledger: false`
     releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
+    leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
+    cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
+
+
+CHANGING_MODES = ("auto", "deploy", "rollback")
 
 
 def execute(inputs: Inputs, ctx: Context) -> RunReport:
-    """Run the requested mode and record it in the ledger."""
+    """Run the requested mode and record it in the ledger, holding the workloads' leases while it runs."""
     if inputs.mode == "unblock":
         return _unblock(inputs, ctx)
+    deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
+    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None
+    if leases is not None:
+        try:
+            _take_leases(inputs, ctx, leases, deadline)
+        except (RunError, ApiFailure) as err:
+            err.results = _early_results(inputs, ctx, [], "not read or changed: the run stopped before, while "  # type: ignore[union-attr]
+                                                          "taking the workloads' leases")
+            raise
+    try:
+        return _execute(inputs, ctx, deadline)
+    finally:
+        if leases is not None:
+            leases.release()
+
+
+def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) -> None:
+    """One run per workload at a time (lease.py): refused at once, naming the holder, unless
+    wait-for-lease asks to wait (within the timeout). Taken before anything is read, so what this run
+    decides from is what it changes."""
+    activity = _activity(inputs)
+    try:
+        with ctx.cancellation.interruptible() if inputs.wait_for_lease else contextlib.nullcontext():
+            taken = leases.acquire([str(ref) for ref in inputs.workloads], activity,
+                                   wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
+    except LeaseHeld as err:
+        raise RunError(str(err)) from None
+    except Cancelled:
+        leases.release()
+        raise
+    for item in taken:
+        if item.decision.action == "take" and item.decision.previous is not None:
+            gha.info(gha.escape_log(f"{item.workload}: took over the lease of {item.decision.previous.description} "
+                                    f"({item.decision.why})"))
+    leases.keep_renewed(deadline + LEASE_DURATION, clock=ctx.now)
+
+
+def _activity(inputs: Inputs) -> str:
+    """What this run is doing, for the lease and the ledger: ``deploying 1.3.0``, ``rolling back to 1.2.0``."""
+    doing = {"deploy": "deploying", "rollback": "rolling back to", "auto": "deploying or rolling back to"}
+    return f"{doing.get(inputs.mode, inputs.mode)} {inputs.release or 'the previous revision'}"
+
+
+def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
     state = _load_ledger(inputs, ctx)
+    if state is None and ctx.ledger is not None:  # unusable (see _load_ledger): not read, not written
+        ctx = replace(ctx, ledger=None)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
     block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate") else None
     targets: list[Target] = []
     try:
-        report = _run(inputs, ctx, state, targets, block)
+        report = _run(inputs, ctx, state, targets, block, deadline)
     except (RunError, WorkloadError, ApiFailure) as err:
-        if not any(t.action in ("compensated", "failed") for t in targets):
-            raise  # nothing was changed (or it was all put back before anything else): a plain error
+        if not any(t.changed or t.action in ("compensated", "failed") for t in targets):
+            # nothing was changed (or it was all put back before anything else): a plain error, which still
+            # says where every workload is (the ones not read yet: unchanged, not known)
+            _settle_write_ahead(inputs, ctx, targets)
+            err.results = _early_results(inputs, ctx, targets)  # type: ignore[union-attr]
+            raise
         # A write failed after other workloads were changed and put back: report where each one ended, and
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
@@ -124,9 +193,10 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     return _record(inputs, ctx, state, targets, report, block)
 
 
-def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None
-         ) -> RunReport:
-    deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
+def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None,
+         deadline: float | None = None) -> RunReport:
+    if deadline is None:
+        deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
     manifests = _load_manifests(inputs, ctx)
     targets.extend(_read(inputs, ctx, ref, deadline, manifests) for ref in inputs.workloads)
     for target in targets:
@@ -134,6 +204,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
+    if mode in CHANGING_MODES and not inputs.dry_run:
+        state = _reconcile_interrupted(inputs, ctx, state, targets)
     for target in targets:
         facts = state.facts(str(target.workload)) if state is not None and state.entries else None
         target.decision = calculate(inputs.release, target.history, facts)
@@ -170,39 +242,213 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
     changed: list[Target] = []
+    cancel = ctx.cancellation
     try:
+        cancel.check()  # a signal before the first write: stop with nothing changed
+        _write_ahead(inputs, ctx, rollbacks, deploys, plan, images)
         for target in rollbacks:
             _rollback(inputs, ctx, target, deadline)
             if target.changed:
+                target.written = target.after
                 changed.append(target)
+            cancel.check()
         for target in deploys:
             _deploy(inputs, target, plan[str(target.workload)], manifests, images.get(str(target.workload), ()))
             if target.changed:
+                target.written = target.after
                 changed.append(target)
+            cancel.check()
+    except Cancelled as cancelled:
+        return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     except Exception as err:
-        _compensate(inputs, ctx, changed, deadline, why=f"a later write failed ({err})")
+        _compensate(inputs, ctx, _to_restore(inputs, targets, "write-failed"), deadline,
+                    why=f"a later write failed ({err})")
         raise
     if inputs.dry_run or not inputs.wait:
         for target in targets:
             target.rollout = "not-waited" if target.changed else "n/a"
+            if target.changed:
+                target.unverified = APPLIED
         return _finish(inputs, targets, overall)
-    # When a failure would be put back, the forward wait keeps a third of the timeout for that, so the
-    # timeout bounds the whole step and the restore is still waited for.
-    compensate = bool(rollbacks) or inputs.rollback_on_failure or len(targets) > 1
-    failed = _wait_all(ctx, changed, deadline - inputs.timeout / 3 if compensate else deadline)
+    # Only deploys are ever put back (a rollback is never undone); when one may be, the forward wait leaves
+    # room for it without cutting off a rollout that is still moving (compensation.wait_budget).
+    may_restore = compensation.compensable(_changes(targets), inputs.rollback_on_failure)
+    try:
+        with cancel.interruptible():
+            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
+    except Cancelled as cancelled:
+        return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     if not failed:
         return _finish(inputs, targets, overall)
     message = _failure_message(failed)
     failed_release = inputs.release if deploys else None
-    # A rollback always puts things back; so does a release of several workloads (all or nothing);
-    # a single-workload deploy only with rollback-on-failure.
-    if not compensate:
-        return replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
-    restored = _compensate(inputs, ctx, changed, deadline, why=message)
+    restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "rollout-failed"), deadline, why=message)
     report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True)
     return report
+
+
+def _cancelled(inputs: Inputs, ctx: Context, targets: list[Target], overall: Decision | None,
+               cancelled: Cancelled, deadline: float) -> RunReport:
+    """A signal stopped the run: put back what the plan says (writes only, within CANCEL_BUDGET), and report
+    where every workload is. The ledger records the changed ones as ``cancelled``."""
+    why = f"{cancelled}"
+    gha.warning(gha.escape_log(f"{why}: stopping"))
+    for target in targets:
+        if target.changed and target.action not in ("compensated", "failed") and target.rollout != "complete":
+            target.action = "failed"
+            target.rollout = "n/a"
+            target.message = f"{target.message}; cancelled before its rollout finished".lstrip("; ")
+    budget = min(deadline, ctx.now() + CANCEL_BUDGET)
+    restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "cancelled"), budget, why=why, wait=False)
+    report = replace(_finish(inputs, targets, overall, error=f"{why}; see each workload's message for where it "
+                                                               f"was left"), cancelled=True)
+    if restored and inputs.rollback_on_failure and any(t.revision is None and t.changed for t in targets):
+        report = replace(report, rolled_back=True)
+    return report
+
+
+def _identity(ctx: Context) -> str | None:
+    """This run's identity in the ledger: its lease holder (None without leases)."""
+    return ctx.leases.me.holder if ctx.leases is not None else None
+
+
+def _write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys: list[Target],
+                 plan: Mapping[str, str], images: Mapping[str, tuple[ImageSpec, ...]]) -> None:
+    """Before the first workload write: an ``in-progress`` entry per workload to be written (release, the
+    intended change, this run), completed by ``_record``. If the run dies, the next run finds it
+    (``_reconcile_interrupted``). A ledger that cannot be written does not stop the run: it warns."""
+    me = _identity(ctx)
+    if ctx.ledger is None or me is None or inputs.dry_run:
+        return
+    ahead: list[tuple[Target, Entry]] = []
+    for target in rollbacks:
+        if target.skipped or target.revision is None:
+            continue
+        ahead.append((target, Entry.new(
+            ctx.github, namespace=inputs.namespace, workload=str(target.workload),
+            release=inputs.release or target.revision.release or "", mode="rollback", result=IN_PROGRESS,
+            images=target.revision.images, reason=inputs.reason)))
+        if inputs.block and target.history.live_release != (inputs.release or target.revision.release):
+            ahead[-1] = (target, replace(ahead[-1][1], would_block=target.history.live_release))
+    for target in deploys:
+        ahead.append((target, Entry.new(
+            ctx.github, namespace=inputs.namespace, workload=str(target.workload), release=inputs.release,
+            mode=plan[str(target.workload)], result=IN_PROGRESS,
+            images=[str(i) for i in images.get(str(target.workload), ())], reason=inputs.reason)))
+    if not ahead:
+        return
+
+    def change(current: LedgerState) -> LedgerState:
+        for _, entry in ahead:
+            current = current.with_entry(replace(entry, run=me))
+        return current
+
+    try:
+        ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the release ledger was not updated before the change (the run goes on "
+                                   f"without a write-ahead record): {err}"))
+        return
+    for target, _ in ahead:
+        target.ahead = True
+
+
+def _settle_write_ahead(inputs: Inputs, ctx: Context, targets: list[Target]) -> None:
+    """The run stopped with an error before any change it knows of: its write-ahead entries must not stay
+    ``in-progress``. A workload still as it was read loses its entry (nothing happened to it); one that is
+    not (a write whose answer was lost may have landed) gets it completed from the cluster, as ``interrupted``
+    by this run."""
+    me = _identity(ctx)
+    ahead = [t for t in targets if t.ahead]
+    if ctx.ledger is None or me is None or not ahead:
+        return
+    untouched: list[str] = []
+    live: dict[str, str | None] = {}
+    for target in ahead:
+        try:
+            current = target.workload.read()
+        except (WorkloadError, ApiFailure):
+            continue  # unknown: left in-progress, for the next run to complete from the cluster
+        if (same_template(current["spec"]["template"], (target.obj.get("spec") or {}).get("template") or {})
+                and (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) == target.history.live_release):
+            untouched.append(str(target.workload))
+        else:
+            live[str(target.workload)] = (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+
+    def change(current: LedgerState) -> LedgerState:
+        current = current.without_in_progress(me, untouched)
+        for entry in current.in_progress(live):
+            if entry.run == me:
+                done, block = interrupted(entry, live[entry.workload], "this run (it stopped on an error)")
+                current = replace(current, entries=tuple(done if e is entry else e for e in current.entries))
+                if block is not None and current.block_for(block.release) is None:
+                    current = current.with_block(block)
+        return current
+
+    try:
+        ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
+
+
+def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target]
+                           ) -> LedgerState | None:
+    """In-progress entries of other runs on these workloads belong to runs that died: this run holds the
+    workloads' leases, so theirs are gone, and they never completed the entry. Say so, and complete them
+    from the cluster (``ledger.interrupted``): result ``interrupted``, and the block an interrupted
+    rollback implied."""
+    me = _identity(ctx)
+    if state is None or ctx.ledger is None or me is None:
+        return state
+    live = {str(t.workload): t.history.live_release for t in targets}
+    found = state.in_progress(live, exclude_run=me)
+    if not found:
+        return state
+    for entry in found:
+        doing = "rolling back to" if entry.mode == "rollback" else "deploying"
+        gha.warning(gha.escape_log(
+            f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
+            f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
+            f"{live[entry.workload] or '<none>'} now; recording that run as interrupted"))
+
+    def change(current: LedgerState) -> LedgerState:
+        for entry in current.in_progress(live, exclude_run=me):
+            done, block = interrupted(entry, live[entry.workload], f"run {me}")
+            current = replace(current, entries=tuple(done if e is entry else e for e in current.entries))
+            if block is not None and current.block_for(block.release) is None:
+                current = current.with_block(block)
+                gha.notice(gha.escape_log(f"blocked release {block.release}: the interrupted run rolled back "
+                                          f"from it, and its rollback is live"))
+        return current
+
+    try:
+        return ctx.ledger.update(change)
+    except LedgerError as err:
+        gha.warning(gha.escape_log(f"the interrupted run could not be recorded in the release ledger: {err}"))
+        return change(state)
+
+
+def _changes(targets: list[Target]) -> list[compensation.Change]:
+    return [compensation.Change(str(t.workload), "rollback" if t.revision is not None else "deploy", t.changed)
+            for t in targets]
+
+
+def _to_restore(inputs: Inputs, targets: list[Target], trigger: compensation.Trigger) -> list[Target]:
+    """The changed workloads the compensation plan puts back; the others keep what this run wrote, and
+    their message says why."""
+    steps = {s.workload: s for s in compensation.plan(_changes(targets), inputs.rollback_on_failure, trigger)}
+    restore = []
+    for target in targets:
+        step = steps.get(str(target.workload))
+        if step is None:
+            continue
+        if step.restore:
+            restore.append(target)
+        elif target.action == "failed":
+            target.message = f"{target.message}; {step.why}" if target.message else step.why
+    return restore
 
 
 def _planned(inputs: Inputs, target: Target) -> str:
@@ -618,13 +864,14 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Target]:
+def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget) -> list[Target]:
     failed = []
     for target in changed:
         with gha.group(f"Waiting for {target.workload} to roll out"):
-            outcome = _wait(ctx, target, deadline)
+            outcome = _wait_forward(ctx, target, budget)
         target.rollout = outcome.result
         if outcome.result == "not-waited":
+            target.unverified = NOT_VERIFIED  # OnDelete: changed, but no rollout to verify it
             gha.notice(gha.escape_log(outcome.message))
         if not outcome.ok:  # reported once, as the run's error; compensation may still put it back
             target.message = outcome.message
@@ -634,6 +881,33 @@ def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Targ
     return failed
 
 
+def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget) -> RolloutOutcome:
+    """Wait until the soft end of the budget, and on while the rollout keeps printing new status lines
+    (compensation.next_wait_end), never past the hard end."""
+    last_line = ""
+    last_progress: float | None = None
+
+    def progress(line: str) -> None:
+        nonlocal last_line, last_progress
+        if line != last_line:  # each slice of the wait starts by judging the object again: not news
+            if last_line:
+                last_progress = ctx.now()
+            last_line = line
+            gha.info(gha.escape_log(f"{target.workload}: {line}"))
+
+    end = compensation.next_wait_end(budget, ctx.now(), last_progress)
+    while True:
+        outcome = wait_for_rollout(target.workload, end if end is not None else ctx.now(), progress,
+                                   clock=ctx.now)
+        if outcome.result != "timeout":
+            return outcome
+        end = compensation.next_wait_end(budget, ctx.now(), last_progress)
+        if end is None:
+            return outcome
+        gha.info(gha.escape_log(f"{target.workload}: still rolling out (last progress "
+                                f"{ctx.now() - (last_progress or ctx.now()):.0f}s ago): waiting on"))
+
+
 def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
     def progress(line: str) -> None:
         gha.info(gha.escape_log(f"{target.workload}: {line}"))
@@ -641,7 +915,8 @@ def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
     return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now)
 
 
-def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str) -> bool:
+def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str,
+                wait: bool = True) -> bool:
     """Put every changed workload back to the template and release it had before this run."""
     if not changed or inputs.dry_run:
         return False
@@ -650,13 +925,19 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
     for target in changed:
         try:
             restored = _restore(inputs, ctx, target, deadline)
+        except ChangedByOthers as err:
+            gha.error(gha.escape_log(err.message))
+            target.action = "failed"
+            target.message = err.message
+            all_restored = False
+            continue
         except (WorkloadError, ApiFailure, RunError) as err:
             gha.error(gha.escape_log(f"{target.workload}: could not be put back: {err}"))
             target.action = "failed"
             all_restored = False
             continue
         note = ""
-        if restored and inputs.wait:
+        if restored and inputs.wait and wait:
             with gha.group(f"Waiting for {target.workload} to be restored"):
                 outcome = _wait(ctx, target, deadline)
             target.rollout = outcome.result
@@ -674,31 +955,54 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
     return all_restored
 
 
+class ChangedByOthers(RunError):
+    """Compensation found the workload changed by someone else since this run's write: it is left alone."""
+
+
 def _restore(inputs: Inputs, ctx: Context, target: Target, deadline: float) -> bool:
-    """Undo to the template that was live before the run, then put the change-cause back if it differs."""
+    """Undo to the template that was live before the run, then put the change-cause back if it differs.
+
+    Every write is preconditioned on the object just read (a ``test`` of its resourceVersion, or the
+    resourceVersion in the patch), and that object must still be what this run wrote: if someone else
+    changed it since (an operator's ``kubectl set image ... hotfix`` during the wait), nothing is written
+    (``ChangedByOthers``). A conflict (a status update, or a writer in between) means: read, check, again.
+    """
     workload = target.workload
     if not target.obj:
         raise RunError(f"{workload} did not exist before this run; delete it or deploy a working release")
-    current = workload.read()
     before_template = target.obj["spec"]["template"]
     before_notes = target.obj["metadata"].get("annotations") or {}
     restored = False
-    if not same_template(current["spec"]["template"], before_template):
-        history = workload.history(current)
-        candidates = [r for r in history.revisions if same_template(r.template, before_template)]
-        if not candidates:
-            raise RunError(f"the revision that was live before the run is gone from {workload}'s history")
-        revision = replace(candidates[-1], release=target.history.live_release)
-        extra: dict[str, str | None] = {key: before_notes.get(key) for key in ROLLBACK_ANNOTATIONS}
-        before_update_revision = (current.get("status") or {}).get("updateRevision")
-        workload.undo(current, revision, extra, dry_run=False)
-        if isinstance(workload, StatefulSet) and inputs.force_statefulset_rollback:
-            _unstick_statefulset(ctx, target, before_update_revision, deadline)
-        restored = True
+    for attempt in range(CONFLICT_RETRIES + 1):
         current = workload.read()
-    if (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) != target.history.live_release:
-        workload.annotate(current, {CHANGE_CAUSE: target.history.live_release}, dry_run=False)
-        restored = True
+        if not restored:
+            foreign = compensation.foreign_change(str(workload), target.written, current)
+            if foreign is not None:
+                target.foreign = foreign
+                raise ChangedByOthers(f"{foreign.describe()}; not put back (changes made by others are reported, "
+                                      f"never reverted)")
+        try:
+            if not same_template(current["spec"]["template"], before_template):
+                history = workload.history(current)
+                candidates = [r for r in history.revisions if same_template(r.template, before_template)]
+                if not candidates:
+                    raise RunError(f"the revision that was live before the run is gone from {workload}'s history")
+                revision = replace(candidates[-1], release=target.history.live_release)
+                extra: dict[str, str | None] = {key: before_notes.get(key) for key in ROLLBACK_ANNOTATIONS}
+                before_update_revision = (current.get("status") or {}).get("updateRevision")
+                workload.undo(current, revision, extra, dry_run=False)
+                restored = True
+                if isinstance(workload, StatefulSet) and inputs.force_statefulset_rollback:
+                    _unstick_statefulset(ctx, target, before_update_revision, deadline)
+                current = workload.read()
+            if (current["metadata"].get("annotations") or {}).get(CHANGE_CAUSE) != target.history.live_release:
+                workload.annotate(current, {CHANGE_CAUSE: target.history.live_release}, dry_run=False)
+                restored = True
+            return restored
+        except Conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise RunError(f"{workload} kept changing while it was being put back ({CONFLICT_RETRIES + 1} "
+                               f"attempts); nothing was overwritten") from None
     return restored
 
 
@@ -709,15 +1013,47 @@ def _failure_message(failed: list[Target]) -> str:
 # -- reporting -------------------------------------------------------------------------------------------------
 
 
+def _early_results(inputs: Inputs, ctx: Context, targets: list[Target],
+                   why: str = "not read: the run stopped before it got to it") -> tuple[WorkloadResult, ...]:
+    read = {str(t.workload): _result(inputs, t) for t in targets}
+    results = []
+    for ref in inputs.workloads:
+        if str(ref) in read:
+            results.append(read[str(ref)])
+            continue
+        workload = workload_for(ctx.api, inputs.namespace, ref)
+        results.append(WorkloadResult(
+            workload=str(ref), kind=workload.kind, name=workload.name, namespace=inputs.namespace,
+            mode=inputs.mode, action="unchanged", release=None, previous_release=None, revision=None,
+            previous_revision=None, rollout="n/a", message=why))
+    return tuple(results)
+
+
 def _finish(inputs: Inputs, targets: list[Target], decision: Decision | None, error: str | None = None
             ) -> RunReport:
+    """The report, with every workload read back from the cluster: outputs say what is live at exit (or
+    ``unknown`` when the cluster cannot be reached), never what was live at the start."""
     for target in targets:
-        if target.changed or target.action in ("compensated", "failed"):
+        if target.obj or target.changed or target.action in ("compensated", "failed"):
             try:
                 target.after = target.workload.read()
                 target.history_after = target.workload.history(target.after)
             except (WorkloadError, ApiFailure) as err:
-                gha.warning(gha.escape_log(f"{target.workload}: could not re-read after the run: {err}"))
+                target.live_unknown = True
+                gha.warning(gha.escape_log(f"{target.workload}: could not read it back after the run, so what is "
+                                           f"live now is unknown: {err}"))
+                continue
+            if target.action in ("deployed", "redeployed", "rolled-back"):
+                # success is recorded only for what is still live: not for a template someone else replaced
+                foreign = compensation.foreign_change(str(target.workload), target.written, target.after)
+                if foreign is not None:
+                    target.foreign = foreign
+                    target.unverified = NOT_VERIFIED
+                    target.action = "failed"
+                    target.rollout = "n/a"
+                    target.message = f"{foreign.describe()}; this run's change is no longer live"
+                    gha.error(gha.escape_log(target.message))
+                    error = f"{error}; {target.message}" if error else target.message
     return _report(inputs, targets, decision, error)
 
 
@@ -743,6 +1079,8 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         mode = "redeploy"
     revision = after.live
     release = after.live_release
+    if target.live_unknown:
+        revision, release = None, "unknown"
     if target.action == "dry-run":  # what would be live: the rollback target, or the deployed release
         if target.revision is not None:
             revision, release = target.revision.number, target.revision.release
@@ -753,7 +1091,7 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         namespace=inputs.namespace, mode=mode, action=target.action, release=release,
         previous_release=before.live_release, revision=revision, previous_revision=before.live,
         rollout=target.rollout, message=target.message, history=tuple(to_json_rows(after)),
-        duplicates=target.duplicates, pruned=after.pruned,
+        duplicates=target.duplicates, pruned=after.pruned, unknown=target.live_unknown,
     )
 
 
@@ -773,6 +1111,13 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
         if err.status == 0:
             raise RunError(f"{err}; check the server address in the kubeconfig and that the runner can reach it "
                            f"(a container action cannot reach the runner's 127.0.0.1)", "kubeconfig") from None
+        if err.status is None or inputs.mode == "rollback":
+            # A corrupt ledger (not JSON, wrong type, unknown format) never stops a run, and nothing about the
+            # ledger stops a rollback: warn, leave the ConfigMap as it is, go on without its facts.
+            gha.warning(gha.escape_log(f"{err}. This run goes on without the release ledger: its content is left "
+                                       f"untouched, nothing is recorded, and the mode is calculated from the "
+                                       f"revision history alone"))
+            return None
         raise RunError(f"the release ledger could not be read: {err} (grant the permissions in the README's "
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 
@@ -815,6 +1160,10 @@ def _entry_result(report: RunReport, target: Target) -> str | None:
         return None
     if target.action == "refused":
         return REFUSED
+    if report.cancelled and (target.changed or target.action == "compensated"):
+        return CANCELLED
+    if target.unverified is not None and target.action != "compensated":
+        return target.unverified  # applied (wait: false) or not-verified: only a verified rollout succeeds
     if target.action == "compensated":
         return ROLLED_BACK
     if target.action == "failed" or target.rollout in ("failed", "timeout"):
@@ -832,7 +1181,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
         if outcome is None or inputs.mode in ("history", "calculate"):
             continue
         release = result.release or inputs.release
-        if outcome in (FAILED, ROLLED_BACK, REFUSED) or result.mode != "rollback":
+        if outcome in (FAILED, ROLLED_BACK, REFUSED, CANCELLED) or result.mode != "rollback":
             # The release attempted, not the one live after the run: a failed rollback to the previous
             # revision (no release given) attempted that revision's release.
             attempted = (target.revision.release or "") if target.revision is not None else release
@@ -860,8 +1209,12 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
     if entries and inputs.allow_blocked and block is not None:
         # allow_blocked marks a run that deployed a blocked release on purpose, not every run with the input set
         entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
-    if ctx.ledger is not None and (entries or blocks):
+    me = _identity(ctx)
+    entries = [replace(e, run=me) for e in entries]
+    ahead = any(t.ahead for t in targets)
+    if ctx.ledger is not None and (entries or blocks or ahead):
         def change(current: LedgerState) -> LedgerState:
+            current = current.without_in_progress(me)  # this run's write-ahead entries, completed below
             for entry in entries:
                 current = current.with_entry(entry)
             for new_block in blocks:

@@ -61,7 +61,7 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "release", "namespace", "deployment", "mode", "images", "manifests", "kubeconfig", "context",
         "server", "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout",
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
-        "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all",
+        "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all", "wait-for-lease",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 

@@ -300,6 +300,8 @@ def test_data_layout() -> None:
         "event": "workflow_dispatch",
         "allow_blocked": False,
         "managed_by": [],
+        "run": None,
+        "would_block": None,
     }
     [b] = json.loads(data[BLOCKS_KEY])
     assert b == {

@@ -117,11 +117,12 @@ def test_entries_after_deploy_rollback_and_failed_deploys(sim: kubesim.Sim) -> N
     (entry,), blocks = ledger(sim)
     assert blocks == []
     assert time.strftime("%Y-%m-%dT", time.gmtime()) in entry.pop("time")
+    assert entry.pop("run").startswith("octo-org/shop/runs/101/attempt/1/mona/")  # the run's lease holder
     assert entry == {
         "namespace": NS, "workload": "deployment/web", "release": "1.0.0", "mode": "deploy",
         "result": "succeeded", "revision": 2, "images": [f"web={IMAGE}:1.0.0"], "reason": "", "actor": "mona",
         "repository": "octo-org/shop", "workflow": "Deploy", "run_url": RUN_URL, "event": "push",
-        "allow_blocked": False,
+        "allow_blocked": False, "would_block": None,
         "managed_by": [],
     }
     assert first.outputs["last-successful-release"] == "1.0.0"
@@ -184,16 +185,17 @@ def test_entries_after_deploy_rollback_and_failed_deploys(sim: kubesim.Sim) -> N
 
 
 def test_failed_rollback_to_the_previous_revision_records_the_release_it_attempted(sim: kubesim.Sim) -> None:
-    """No release given: the rollback attempts the previous revision's release (1.0.0, broken); it fails and is
-    put back to 1.1.0. The entry is about 1.0.0, not about the 1.1.0 that stayed live, and nothing is blocked."""
+    """No release given: the rollback attempts the previous revision's release (1.0.0, broken); it fails and,
+    like kubectl's undo, stays in place (a rollback is never undone). The entry is about 1.0.0, failed, and
+    nothing is blocked."""
     web(sim)
     deploy(sim, "1.0.0", BROKEN, "--no-wait")
     deploy(sim, "1.1.0")
     run = cli(sim, "--mode", "rollback", "--reason", "try the previous one")
-    assert run.code == 2, run.stdout
-    assert change_cause(sim) == "1.1.0"
+    assert run.code == 1, run.stdout
+    assert change_cause(sim) == "1.0.0"
     entry = last_entry(sim)
-    assert (entry["release"], entry["mode"], entry["result"]) == ("1.0.0", "rollback", "rolled-back")
+    assert (entry["release"], entry["mode"], entry["result"]) == ("1.0.0", "rollback", "failed")
     assert run.outputs["last-attempted-release"] == "1.0.0"
     assert run.outputs["last-successful-release"] == "1.1.0"
     assert run.outputs["blocked-release"] == "" and ledger(sim)[1] == []

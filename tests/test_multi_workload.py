@@ -141,21 +141,23 @@ def test_deploy_whose_second_workload_fails_puts_every_workload_back(fast: kubes
     assert "compensated" in run.summary
 
 
-def test_rollback_whose_target_fails_on_one_workload_puts_every_workload_back(fast: kubesim.Sim) -> None:
+def test_rollback_whose_target_fails_on_one_workload_leaves_every_rollback_in_place(fast: kubesim.Sim) -> None:
     """web's 1.0.0 image was deleted from the registry after it was replaced: rolling both back to 1.0.0 fails
-    on web, and db, already rolled back, goes forward to 1.1.0 again."""
+    on web. A rollback is never undone (kubectl semantics): db stays rolled back, web stays on the rollback
+    that does not become Ready, and the step fails saying so (exit 1: nothing was put back)."""
     deploy_each(fast, "1.1.0")
     fast.knobs.bad_images.add(image("web", "1.0.0"))
     run = run_cli(fast, "--deployment", "statefulset/db", "--deployment", "web", "--mode", "rollback",
                   "--release", "1.0.0", "--timeout", "20s")
-    assert run.code == 2, run.stdout
+    assert run.code == 1, run.stdout
     now = live(fast)
-    assert now["statefulset/db"] == (image("db", "1.1.0"), "1.1.0")
-    assert now["deployment/web"] == (image("web", "1.1.0"), "1.1.0")
+    assert now["statefulset/db"] == (image("db", "1.0.0"), "1.0.0")
+    assert now["deployment/web"] == (image("web", "1.0.0"), "1.0.0")
     results = by_workload(run)
-    assert {key: (r["action"], r["release"]) for key, r in results.items()} == {
-        "statefulset/db": ("compensated", "1.1.0"), "deployment/web": ("compensated", "1.1.0")}
-    assert run.outputs["skipped"] == "false"
+    assert {key: (r["action"], r["release"], r["rollout"]) for key, r in results.items()} == {
+        "statefulset/db": ("rolled-back", "1.0.0", "complete"), "deployment/web": ("failed", "1.0.0", "failed")}
+    assert "never undone" in results["deployment/web"]["message"]
+    assert run.outputs["skipped"] == "false" and run.outputs["rolled-back"] == "false"
 
 
 def test_a_workload_without_the_release_means_nothing_is_changed(fast: kubesim.Sim) -> None:
