@@ -351,7 +351,14 @@ class Api:
         if remaining <= 0:
             raise DeadlineExceeded(f"the timeout ({self._timeout_text()}) ran out before {method} {path} could be "
                                    f"sent")
-        if transport.is_write(method):
+        if transport.is_write(method) and remaining <= self.reserve:
+            # Past the work deadline only reading back and recording the outcome (ledger, lease) are left, in
+            # the reserve kept for them: send what fits, even if the read that would check a lost answer
+            # does not (then the outcome is reported unknown, and a later run re-reads it).
+            if remaining < MIN_WRITE_BUDGET:
+                raise DeadlineExceeded(f"not sending {method} {path}: {remaining:.2f}s of the timeout "
+                                       f"({self._timeout_text()}) are left; this write was not made")
+        elif transport.is_write(method):
             check = max(MIN_WRITE_BUDGET, self.slowest)  # kept for the read that checks a lost answer
             if remaining < 2 * check:
                 raise DeadlineExceeded(f"not sending {method} {path}: {remaining:.1f}s of the timeout "

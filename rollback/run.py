@@ -170,7 +170,11 @@ def _activity(inputs: Inputs) -> str:
 
 
 def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
-    state = _load_ledger(inputs, ctx)
+    try:
+        state = _load_ledger(inputs, ctx)
+    except RunError as err:  # nothing read or changed yet: the error still says where every workload is
+        err.results = _early_results(inputs, ctx, [])  # type: ignore[attr-defined]
+        raise
     if state is None and ctx.ledger is not None:  # unusable (see _load_ledger): not read, not written
         ctx = replace(ctx, ledger=None)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes

@@ -185,6 +185,11 @@ class RequestLog:
             return [e for e in self.entries
                     if e.method not in ("GET", "HEAD", "OPTIONS") and (include_dry_run or not e.dry_run)]
 
+    def changes(self, include_dry_run: bool = True) -> list[Recorded]:
+        """Writes other than the run's Leases (``coordination.k8s.io``): a Lease is the lock a changing run
+        takes before it reads anything (rollback/lease.py), not a change to the cluster's workloads or ledger."""
+        return [e for e in self.writes(include_dry_run) if not e.path.startswith("/apis/coordination.k8s.io/")]
+
     def app_writes(self, include_dry_run: bool = False) -> list[Recorded]:
         """Writes to Deployments, ReplicaSets, StatefulSets, DaemonSets and pods (not e.g. the ledger)."""
         return [e for e in self.writes(include_dry_run)

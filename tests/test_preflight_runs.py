@@ -186,7 +186,7 @@ def test_a_managed_workload_is_refused_with_the_evidence(sim: kubesim.Sim, case:
     for item in evidence:
         assert item in message
     assert instead in message and "allow-managed: true" in message
-    assert log.writes(include_dry_run=True) == []
+    assert log.changes(include_dry_run=True) == []
     assert app_state(sim) == before
     assert history_pairs(sim)[-1] == (2, "1.1.0")
 
@@ -322,7 +322,7 @@ def test_rollback_needing_a_deleted_config_map_is_refused_before_any_write(sim: 
     assert "ConfigMap web-config-1 does not exist" in error
     assert "env COLOR of container web" in error and "CreateContainerConfigError" in error
     assert "revision 1 (1.0.0)" in error
-    assert log.writes(include_dry_run=True) == []
+    assert log.changes(include_dry_run=True) == []
     assert app_state(sim) == before
 
 
@@ -431,7 +431,7 @@ def test_deploy_without_images_or_manifests_is_refused(sim: kubesim.Sim) -> None
         assert run.code == 1, run.stdout
         assert run.error_lines()[-1].startswith("::error title=Invalid input%3A images::")
         assert "neither images nor manifests" in run.errors[-1] and "annotate-only: true" in run.errors[-1]
-        assert log.writes(include_dry_run=True) == []
+        assert log.changes(include_dry_run=True) == []
     assert app_state(sim) == before and history_pairs(sim) == [(1, "1.0.0")]
 
 
@@ -465,7 +465,7 @@ def test_an_image_line_matching_several_workloads_is_refused(sim: kubesim.Sim) -
     error = run.errors[-1]
     assert "ambiguous" in error and "deployment/web" in error and "deployment/api" in error
     assert "web:app=reg/web:2.0.0" in error and "images-apply-to-all" in error
-    assert log.writes(include_dry_run=True) == []
+    assert log.changes(include_dry_run=True) == []
 
 
 def test_workload_container_lines_give_each_workload_its_own_image(sim: kubesim.Sim) -> None:
@@ -615,4 +615,4 @@ def test_a_controller_revision_needing_a_deleted_secret_is_refused(sim: kubesim.
     assert run.code == 1, run.stdout
     assert "Secret app-secret-1 does not exist" in run.errors[-1]
     assert "envFrom of container app" in run.errors[-1]
-    assert log.writes(include_dry_run=True) == []
+    assert log.changes(include_dry_run=True) == []
