@@ -130,7 +130,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     if report is not None:
         if report.error and code == EXIT_OK:
             gha.error(gha.escape_log(report.error))
-            code = EXIT_RESTORED if report.rolled_back or _all_compensated(report) else EXIT_FAILED
+            restored = report.rolled_back and report.failed_release is not None  # a failed deploy put back
+            code = EXIT_RESTORED if restored or _all_compensated(report) else EXIT_FAILED
         values = outputs(report)
         for name, value in values.items():
             gha.set_output(name, value, environ=environ)

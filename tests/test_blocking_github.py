@@ -214,7 +214,8 @@ def test_rollback_marks_the_github_release_of_the_bad_release(sim: kubesim.Sim, 
                                                               prefix: str) -> None:
     release, run = staging_rolled_back(sim, github, prefix)
     assert run.outputs["blocked-release"] == "v1.1.0"
-    get, patch = github.requests
+    check, get, patch = github.requests  # is the release rolled back to blocked? then mark the one left
+    assert (check.method, check.path, check.body) == ("GET", github.tag_path("v1.0.0"), None)
     assert (get.method, get.path, get.body) == ("GET", github.tag_path("v1.1.0"), None)
     assert (patch.method, patch.path) == ("PATCH", github.release_path(release))
     assert patch.path.startswith(f"{prefix}/repos/{OWNER}/{REPO}/releases/")
@@ -333,7 +334,8 @@ def test_no_github_release_for_the_tag_is_a_notice_and_the_ledger_still_blocks(s
     deploy(sim, github, "v1.1.0")
     github.take()
     run = rollback(sim, github, "v1.0.0")
-    assert github.calls() == [("GET", github.tag_path("v1.1.0"))]  # 404: nothing to patch
+    # 404 for both: v1.0.0 is not blocked, and v1.1.0 has no GitHub Release to mark
+    assert github.calls() == [("GET", github.tag_path("v1.0.0")), ("GET", github.tag_path("v1.1.0"))]
     notices = " ".join(run.commands("notice"))
     assert "no GitHub Release with tag v1.1.0 in octo-org/shop" in notices
     assert "in-cluster ledger only" in notices
@@ -353,7 +355,7 @@ def test_forbidden_is_a_warning_and_the_run_still_succeeds(sim: kubesim.Sim, git
     github.force["PATCH"] = (403, {"message": "Resource not accessible by integration"})
     run = rollback(sim, github, "v1.0.0")
     assert run.code == 0
-    assert [m for m, _ in github.calls()] == ["GET", "PATCH"]
+    assert [m for m, _ in github.calls()] == ["GET", "GET", "PATCH"]
     (warning,) = [w for w in run.warnings if "GitHub Release" in w]
     assert "could not block GitHub Release v1.1.0" in warning and "contents: write" in warning
     assert "Resource not accessible by integration" in warning
