@@ -20,7 +20,7 @@ from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, sec
 from .report import RunReport
 
 if TYPE_CHECKING:
-    from .github_releases import GitHubReleases
+    from .github.releases import GitHubReleases
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -144,7 +144,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
 
 def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | None:
     """GitHub Releases of GITHUB_REPOSITORY (GITHUB_API_URL: GitHub Enterprise works), when a token is given."""
-    from .github_releases import GitHubReleases
+    from .github.releases import GitHubReleases
 
     if not inputs.github_token:
         return None

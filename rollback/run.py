@@ -16,7 +16,7 @@ from typing import Any
 from . import gha, preflight
 from . import plan as change_plan
 from .cluster import Api, ApiFailure
-from .github_releases import GitHubReleases
+from .github.releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Resolution, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs, Mode
 from .ledger import (

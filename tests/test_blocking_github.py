@@ -9,14 +9,11 @@ JSON body), what it does with 404 and 403 answers, and that the token shows up n
 from __future__ import annotations
 
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fakes.github import FakeGitHub, serve
 from helpers import CliRun, RequestLog, app_state, get_deployment, make_deployment, run_cli, wait_settled
 
 import kubesim
@@ -44,101 +41,10 @@ ROLLBACK_RUN = f"https://github.example/{OWNER}/{REPO}/actions/runs/103"
 REASON = "checkout returns 500 for EUR carts"
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class FakeGitHub:
-    """Releases by tag, answers forced per method, and the log of every request."""
-
-    url: str = ""
-    prefix: str = ""  # "/api/v3" for GitHub Enterprise Server
-    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    force: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # method -> (status, body)
-    next_id: int = 7000
-
-    @property
-    def api_url(self) -> str:
-        return self.url + self.prefix
-
-    def add(self, tag: str, name: str = "", body: str = "Changes.") -> dict[str, Any]:
-        self.next_id += 1
-        release = {"id": self.next_id, "tag_name": tag, "name": name or f"Shop {tag}", "body": body,
-                   "draft": False, "prerelease": False,
-                   "html_url": f"https://github.example/{OWNER}/{REPO}/releases/tag/{tag}"}
-        self.releases[tag] = release
-        return release
-
-    def calls(self) -> list[tuple[str, str]]:
-        return [(r.method, r.path) for r in self.requests]
-
-    def take(self) -> list[Request]:
-        taken, self.requests = self.requests, []
-        return taken
-
-    def tag_path(self, tag: str) -> str:
-        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/tags/{urllib.parse.quote(tag, safe='')}"
-
-    def release_path(self, release: dict[str, Any]) -> str:
-        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/{release['id']}"
-
-
-def _handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-            pass
-
-        def _answer(self, status: int, obj: Any) -> None:
-            raw = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            gh.requests.append(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                       body))
-            if self.command in gh.force:
-                return self._answer(*gh.force[self.command])
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._answer(401, {"message": "Bad credentials"})
-            base = f"{gh.prefix}/repos/{OWNER}/{REPO}/releases/"
-            rest = self.path[len(base):] if self.path.startswith(base) else None
-            if self.command == "GET" and rest is not None and rest.startswith("tags/"):
-                release = gh.releases.get(urllib.parse.unquote(rest[len("tags/"):]))
-                return self._answer(200, release) if release else self._answer(404, {"message": "Not Found"})
-            if self.command == "PATCH" and rest is not None and rest.isdigit():
-                for release in gh.releases.values():
-                    if release["id"] == int(rest):
-                        release.update(body or {})
-                        return self._answer(200, release)
-            return self._answer(404, {"message": "Not Found"})
-
-        do_GET = do_PATCH = do_POST = _handle
-
-    return Handler
-
-
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
-    gh = FakeGitHub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gh))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    gh.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield gh
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(TOKEN, f"{OWNER}/{REPO}") as fake:
+        yield fake
 
 
 @pytest.fixture
