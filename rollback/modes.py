@@ -29,7 +29,7 @@ class LedgerFacts:
     last_successful: str | None  # S: newest release whose run succeeded
     last_attempted: str | None  # A: newest release any run tried, successful or not
     succeeded: tuple[str, ...] = ()  # every release recorded as deployed successfully
-    source: str = "ledger"  # where these facts come from, for the log: "ledger" | "GitHub Deployments"
+    source: str = "the ledger"  # where these facts come from, for the log: "the ledger" | "GitHub Deployments"
     failed: tuple[str, ...] = ()  # releases whose newest attempt failed (see ``recorded_failed``)
 
 
@@ -100,7 +100,7 @@ def calculate(release: str, history: History, ledger: LedgerFacts | None = None)
     facts = ledger if ledger is not None and ledger.last_successful is not None else None
     last_ok = facts.last_successful if facts else baseline
     attempted = (facts.last_attempted or last_ok) if facts else last_ok
-    source = f"the {facts.source}" if facts else "the cluster"
+    source = facts.source if facts else "the cluster"
 
     is_live = release in (history.live_release, live_revision_release)
     if is_live and release != history.live_release:
@@ -157,7 +157,7 @@ def _by_history(release: str, history: History, facts: LedgerFacts | None, warni
     attempted = (facts.last_attempted or last_ok) if facts else None
     returning = facts is not None and attempted != last_ok and release == last_ok
     succeeded_before = facts is not None and release in facts.succeeded and release != last_ok
-    failed_note = (f"the {facts.source if facts else 'ledger'} shows a failed attempt of {attempted} after the "
+    failed_note = (f"{facts.source if facts else 'the ledger'} shows a failed attempt of {attempted} after the "
                    f"last successful {last_ok}")
     mode: DecisionMode
     if target is not None and target == history.live:

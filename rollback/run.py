@@ -16,6 +16,8 @@ from typing import Any
 from . import gha, preflight
 from . import plan as change_plan
 from .cluster import Api, ApiFailure
+from .github import record as github_record
+from .github.deployments import Recorder
 from .github.releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Resolution, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs, Mode
@@ -100,6 +102,7 @@ class Context:
     now: Callable[[], float] = time.monotonic
     ledger: ConfigMapLedger | None = None  # None: `ledger: false`
     releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
+    deployments: Recorder | None = None  # None: no github-token, or github-deployments: false
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
 
 
@@ -116,12 +119,14 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
         report = _run(inputs, ctx, state, targets, block)
     except (RunError, WorkloadError, ApiFailure) as err:
         if not any(t.action in ("compensated", "failed") for t in targets):
+            github_record.failed(ctx.deployments, err.message if isinstance(err, (RunError, ApiFailure))
+                                 else str(err))
             raise  # nothing was changed (or it was all put back before anything else): a plain error
         # A write failed after other workloads were changed and put back: report where each one ended, and
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
         report = _finish(inputs, targets, _overall(targets), error=message)
-    return _record(inputs, ctx, state, targets, report, block)
+    return github_record.finish(ctx.deployments, inputs, _record(inputs, ctx, state, targets, report, block))
 
 
 def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None
@@ -165,6 +170,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
+    _github_begin(inputs, ctx, targets)
     changed: list[Target] = []
     try:
         for target in rollbacks:
@@ -782,12 +788,29 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
 
 
 def _facts(ctx: Context, state: LedgerState | None, workload: str) -> LedgerFacts | None:
-    """S, A and the failed releases of one workload: from the ledger when it has entries for it."""
+    """S, A and the failed releases of one workload: from the ledger when it has entries for it, else from
+    the GitHub Deployments of the environment (with a github-token), else none (the cluster decides)."""
     if state is None or not state.entries_for(workload):
+        github = ctx.deployments.facts() if ctx.deployments is not None else None
+        if github is not None and github.last_successful is not None:
+            gha.info(gha.escape_log(
+                f"{workload}: the ledger has no entries for it; the mode is decided from the GitHub Deployments "
+                f"of environment {ctx.deployments.target.environment if ctx.deployments else ''}: last "
+                f"successful {github.last_successful}, last attempted {github.last_attempted}"))
+            return github
         return None
     facts = state.facts(workload)
     failed = recorded_failed((e.release, e.result) for e in state.entries_for(workload))
     return replace(facts, failed=failed)
+
+
+def _github_begin(inputs: Inputs, ctx: Context, targets: list[Target]) -> None:
+    """Right before the first change: this run's GitHub deployment, in_progress (the first workload's
+    release; an empty-release rollback names the release of the revision it goes to)."""
+    first = targets[0] if targets else None
+    revision = first.revision if first is not None and inputs.mode == "rollback" else None
+    release = inputs.release or (revision.release if revision is not None else None) or ""
+    github_record.begin(ctx.deployments, inputs, release, revision.number if revision is not None else None)
 
 
 def _resolve_previous(inputs: Inputs, target: Target) -> Resolution | None:

@@ -59,8 +59,9 @@ def web(sim: kubesim.Sim, namespace: str = STAGING) -> None:
 
 def cli(sim: kubesim.Sim, gh: FakeGitHub, *args: str, namespace: str = STAGING, token: bool = True,
         who: dict[str, str] = GITHUB) -> CliRun:
-    """One run; the token on the command line like ``with: github-token: ${{ secrets.GITHUB_TOKEN }}``."""
-    extra = ("--github-token", TOKEN) if token else ()
+    """One run; the token on the command line like ``with: github-token: ${{ secrets.GITHUB_TOKEN }}``
+    (GitHub Deployments are tested in test_github_deployments.py)."""
+    extra = ("--github-token", TOKEN, "--no-github-deployments") if token else ()  # Releases only here
     run = run_cli(sim, *args, *extra, "--namespace", namespace, "--deployment", "web", "--timeout", "30s",
                   extra_env={**who, "GITHUB_API_URL": gh.api_url})
     assert_token_hidden(run)

@@ -123,7 +123,7 @@ def test_reasons_name_the_facts_and_their_source() -> None:
     assert decision.reason == ("release 1.3.0 is newer than the last successful release (a retry of the failed "
                                "attempt): a deploy (last successful 1.2.0, last attempted 1.3.0 (the ledger))")
     github = S_A("1.2.0", "1.3.0", source="GitHub Deployments")
-    assert "(the GitHub Deployments)" in calculate("1.2.0", cluster("1.3.0"), github).reason
+    assert "(GitHub Deployments)" in calculate("1.2.0", cluster("1.3.0"), github).reason
     assert "(the cluster)" in calculate("1.1.0", cluster("1.1.0", "1.2.0")).reason
     returning = calculate("1.2", cluster("1.1", "1.3", "1.2"), S_A("1.2", "1.3"))
     assert "a newer attempt 1.3 did not succeed: returning to it is a rollback" in returning.reason
