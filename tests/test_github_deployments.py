@@ -268,3 +268,26 @@ def result(**kw: Any) -> WorkloadResult:
 def test_outcome(report: RunReport, state: str, inactivate: str | None, restored: str | None) -> None:
     steps = outcome(report, "")
     assert (steps.state, steps.inactivate, steps.restored) == (state, inactivate, restored)
+
+
+def test_a_status_that_cannot_be_posted_warns_and_later_calls_still_happen(sim: kubesim.Sim,
+                                                                          github: FakeGitHub) -> None:
+    web(sim)
+    github.fail("POST", "/statuses", 502, {"message": "Server Error"}, times=1)  # the in_progress status
+    run = deploy(sim, github, "1.0.0")
+    (deployment,) = github.deployments
+    assert github.states(deployment) == ["success"]
+    (warning,) = run.warnings
+    assert warning.startswith(f"GitHub Deployments: could not set deployment {deployment['id']} to in_progress: "
+                              "GitHub API POST") and "HTTP 502: Server Error" in warning
+    assert "Server Error" in run.summary
+
+
+def test_an_answer_not_shaped_like_githubs_is_a_warning(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    web(sim)
+    github.fail("POST", f"/repos/{REPO}/deployments", 201, {"unexpected": True})
+    run = deploy(sim, github, "1.0.0")
+    assert run.code == 0
+    (warning,) = run.warnings
+    assert warning.startswith("GitHub Deployments: could not create a deployment of 1.0.0: unexpected answer "
+                              "(KeyError('id'))")

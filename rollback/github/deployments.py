@@ -124,13 +124,16 @@ class GitHubDeployments:
         return str(statuses[0]["state"]) if isinstance(statuses, list) and statuses else None
 
     def recent(self, environment: str, count: int = RECENT) -> list[Seen]:
-        """The environment's newest ``count`` deployments with their latest state, newest first."""
+        """The environment's newest deployments (at most ``count``) with their latest state, newest first, up
+        to the first of ours whose latest state is ``success`` (older ones cannot change S or A)."""
         listed = self.client.request("GET", self.path, query={"environment": environment, "per_page": count}).body
         found = []
         for deployment in listed if isinstance(listed, list) else []:
             release = release_of(deployment)
             state = self.latest_state(int(deployment["id"])) if release else None
             found.append(Seen(int(deployment["id"]), release, state))
+            if release and state == "success":
+                break
         return found
 
     def newest_for(self, environment: str, release: str, pages: int = 3) -> int | None:
@@ -162,6 +165,10 @@ class Recorder:
             return None
         try:
             return call()
+        except (KeyError, TypeError, ValueError) as err:  # an answer not shaped like GitHub's
+            self.warnings.append(f"GitHub Deployments: could not {what}: unexpected answer ({err!r}). The "
+                                 "Kubernetes part is not affected")
+            return None
         except GitHubApiError as err:
             hint = ""
             if err.status in (401, 403, 404):
