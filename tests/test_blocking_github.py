@@ -302,3 +302,40 @@ def test_without_a_token_the_block_stays_in_the_cluster_and_github_is_never_call
     assert nowhere.code == 1
     (error,) = nowhere.errors
     assert "nothing to unblock v1.1.0 in" in error
+
+
+# -- a block says only where it was recorded ---------------------------------------------------------------------
+
+
+def test_ledger_refusing_the_block_fails_the_step_even_when_the_github_release_holds_it(sim: kubesim.Sim,
+                                                                                        github: FakeGitHub) -> None:
+    release = github.add("v1.1.0", name="Shop 1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    sim.knobs.fail_next(20, method="PUT", path=f"/namespaces/{STAGING}/configmaps/{LEDGER}", status=403)
+    run = cli(sim, github, "--mode", "rollback", "--release", "v1.0.0", who=ROLLBACK_BY)
+    assert run.code == 1, run.stdout
+    assert get_deployment(sim, "web", STAGING)["metadata"]["annotations"]["kubernetes.io/change-cause"] == "v1.0.0"
+    assert release["name"] == PREFIX + "Shop 1.1.0"  # GitHub has it ...
+    assert run.outputs["blocked-release"] == "v1.1.0" and run.outputs["rolled-back"] == "true"
+    (error,) = run.errors  # ... the ledger does not, and the step says so
+    assert "the block of v1.1.0 was not recorded in the ledger" in error
+    assert "only the GitHub Release carries it, which runs without a github-token do not check" in error
+    assert ledger_blocks(sim) == []
+
+
+def test_without_a_ledger_the_github_release_alone_holds_the_block(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    release = github.add("v1.1.0", name="Shop 1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    run = cli(sim, github, "--mode", "rollback", "--release", "v1.0.0", "--no-ledger", who=ROLLBACK_BY)
+    assert run.code == 0 and run.errors == [], run.stdout
+    assert run.outputs["blocked-release"] == "v1.1.0" and release["name"] == PREFIX + "Shop 1.1.0"
+    assert any("recorded in GitHub Release v1.1.0" in n for n in run.commands("notice"))
+    missing = cli(sim, github, "--mode", "rollback", "--release", "v1.1.0", "--no-ledger")
+    # v1.1.0 is blocked: the rollback to it warns and proceeds; v1.0.0, left, has no GitHub Release to mark
+    assert any(w.startswith("rolling back to a blocked release: release v1.1.0") for w in missing.warnings)
+    assert missing.code == 1 and missing.outputs["blocked-release"] == ""
+    assert "ledger is false, and no GitHub Release was marked" in missing.errors[0]
