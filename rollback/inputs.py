@@ -25,6 +25,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
     "allow-managed", "annotate-only", "images-apply-to-all",
     "wait-for-lease",
+    "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -45,6 +46,7 @@ DEFAULTS: Mapping[str, str] = {
     "annotate-only": "false",
     "images-apply-to-all": "false",
     "wait-for-lease": "false",
+    "github-deployments": "true",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -145,6 +147,11 @@ class Inputs:
     annotate_only: bool = False
     images_apply_to_all: bool = False
     wait_for_lease: bool = False  # another run holds a workload's lease: wait for it (within timeout)
+    github_deployments: bool = True  # with github-token: record GitHub Deployments (rollback/github/deployments.py)
+    github_environment: str | None = None  # None: the namespace
+    ref: str | None = None  # None: GITHUB_SHA
+    environment_url: str | None = None
+    production_environment: bool | None = None  # None: GitHub's default (true for an environment "production")
 
 
 def _given(name: str, raw: str) -> str:
@@ -381,6 +388,37 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def parse_github_environment(raw: str) -> str:
+    """A GitHub environment name as the Environments settings page accepts it: 1 to 255 characters, no control
+    characters (GitHub compares names case-insensitively)."""
+    if len(raw) > 255:
+        raise InputError("github-environment", f"is {len(raw)} characters long; GitHub allows at most 255")
+    if _CONTROL.search(raw):
+        raise InputError("github-environment", "contains control characters; use the environment's name as "
+                         "shown on the repository's Environments page")
+    return raw
+
+
+def parse_ref(raw: str) -> str:
+    """A git ref for GitHub Deployments: a branch, tag or commit SHA (no spaces or control characters)."""
+    if len(raw) > 255 or any(c.isspace() for c in raw) or _CONTROL.search(raw):
+        raise InputError("ref", f"{_given('ref', raw)}; use a branch, tag or commit SHA (no spaces, at most 255 "
+                         "characters), or leave it empty for the workflow's commit (GITHUB_SHA)")
+    return raw
+
+
+def parse_environment_url(raw: str) -> str:
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in raw):
+        raise InputError("environment-url", f"{_given('environment-url', raw)}; use an http:// or https:// URL "
+                         "of the deployed environment, e.g. https://staging.example.com")
+    return raw
+
+
+def parse_optional_bool(name: str, raw: str) -> bool | None:
+    return parse_bool(name, raw) if raw else None
+
+
 def from_mapping(values: Mapping[str, str]) -> Inputs:
     """Parse raw input strings keyed by kebab-case input name; missing or empty values take the defaults.
 
@@ -425,6 +463,11 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         annotate_only=parse_bool("annotate-only", raw["annotate-only"]),
         images_apply_to_all=parse_bool("images-apply-to-all", raw["images-apply-to-all"]),
         wait_for_lease=parse_bool("wait-for-lease", raw["wait-for-lease"]),
+        github_deployments=parse_bool("github-deployments", raw["github-deployments"]),
+        github_environment=optional("github-environment", parse_github_environment),
+        ref=optional("ref", parse_ref),
+        environment_url=optional("environment-url", parse_environment_url),
+        production_environment=parse_optional_bool("production-environment", raw["production-environment"]),
     )
     validate_for_mode(inputs)
     return inputs

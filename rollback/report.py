@@ -82,7 +82,8 @@ class RunReport:
     results: tuple[WorkloadResult, ...] = ()
     reason: str = ""  # the user's reason input
     dry_run: bool = False
-    rolled_back: bool = False  # a failed deploy was rolled back (rollback-on-failure)
+    rolled_back: bool = False  # an older release is live because of this run (a rollback, or a failed deploy
+    # put back by rollback-on-failure: then failed_release is set too)
     failed_release: str | None = None
     blocked_release: str | None = None  # the release this run blocked, or the blocked one that refused it
     blocked: bool = False  # this run was refused because its release is blocked
@@ -217,7 +218,7 @@ def _status(report: RunReport) -> str:
         return "⛔ refused: the release is blocked"
     if report.cancelled:
         return "🛑 cancelled" + (": the changed workloads were put back" if report.rolled_back else "")
-    if report.rolled_back:
+    if report.rolled_back and report.failed_release is not None:
         return "↩️ failed and rolled back"
     if report.error is not None:
         return "❌ failed"

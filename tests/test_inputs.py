@@ -62,6 +62,7 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "server", "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout",
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
         "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all", "wait-for-lease",
+        "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 
@@ -106,7 +107,8 @@ def test_error_names_the_input() -> None:
 
 
 @pytest.mark.parametrize("name", ["wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback",
-                                  "block", "allow-blocked", "ledger", "insecure-skip-tls-verify"])
+                                  "block", "allow-blocked", "ledger", "insecure-skip-tls-verify",
+                                  "github-deployments", "production-environment"])
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("True", True), ("TRUE", True),
                                                ("false", False), ("False", False), ("FALSE", False)])
 def test_booleans_accept_yaml_core_values(name: str, raw: str, expected: bool) -> None:
@@ -385,3 +387,28 @@ def test_secret_values() -> None:
 def test_workload_ref_str() -> None:
     assert str(WorkloadRef("Deployment", "web")) == "deployment/web"
     assert str(WorkloadRef("StatefulSet", "db")) == "statefulset/db"
+
+
+def test_github_deployment_inputs() -> None:
+    inputs = parse()
+    assert (inputs.github_deployments, inputs.github_environment, inputs.ref, inputs.environment_url,
+            inputs.production_environment) == (True, None, None, None, None)
+    given = parse(github_environment="Production EU", ref="refs/tags/v1.2.3",
+                  environment_url="https://shop.example/eu", production_environment="true",
+                  github_deployments="false")
+    assert (given.github_deployments, given.github_environment, given.ref, given.environment_url,
+            given.production_environment) == (False, "Production EU", "refs/tags/v1.2.3", "https://shop.example/eu",
+                                              True)
+
+
+@pytest.mark.parametrize(("name", "raw", "fragment"), [
+    ("github-environment", "x" * 256, "at most 255"),
+    ("github-environment", "prod\x01", "control characters"),
+    ("ref", "main branch", "use a branch, tag or commit SHA"),
+    ("environment-url", "shop.example", "use an http:// or https:// URL"),
+    ("environment-url", "ftp://shop.example", "use an http:// or https:// URL"),
+    ("production-environment", "yes", "use true or false"),
+])
+def test_bad_github_deployment_inputs(name: str, raw: str, fragment: str) -> None:
+    error = error_for(**{name.replace("-", "_"): raw})
+    assert error.input_name == name and fragment in str(error)

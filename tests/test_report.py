@@ -195,7 +195,7 @@ def test_summary_for_a_rollback() -> None:
      "Calculated mode for 2.0: deploy", "✅ succeeded"),
     (RunReport("history"), "Revision history", "✅ succeeded"),
     (RunReport("rollback", dry_run=True), "Roll back to the previous revision", "🧪 dry run: nothing was changed"),
-    (RunReport("deploy", release="1.3", rolled_back=True, error="timed out"), "Deploy 1.3",
+    (RunReport("deploy", release="1.3", rolled_back=True, failed_release="1.3", error="timed out"), "Deploy 1.3",
      "↩️ failed and rolled back"),
     (RunReport("auto", release="1.3", blocked=True, error="blocked"), "Auto 1.3",
      "⛔ refused: the release is blocked"),
