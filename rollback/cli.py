@@ -28,7 +28,7 @@ EXIT_RESTORED = 2
 
 SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
 BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
-                  "allow-blocked", "insecure-skip-tls-verify", "ledger")
+                  "allow-blocked", "insecure-skip-tls-verify", "ledger", "fail-fast")
 REPEATABLE_INPUTS = ("deployment", "images", "manifests")
 
 

@@ -23,6 +23,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "release", "namespace", "deployment", "mode", "images", "manifests", "kubeconfig", "context", "server",
     "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout", "reason", "dry-run",
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
+    "fail-fast",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -39,6 +40,7 @@ DEFAULTS: Mapping[str, str] = {
     "block": "true",
     "allow-blocked": "false",
     "ledger": "true",
+    "fail-fast": "true",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -122,6 +124,7 @@ class Inputs:
     allow_blocked: bool
     github_token: str | None = field(repr=False)
     ledger: bool
+    fail_fast: bool = True  # stop waiting as soon as a pod of the new revision will not recover
 
 
 def _given(name: str, raw: str) -> str:
@@ -385,6 +388,7 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         allow_blocked=parse_bool("allow-blocked", raw["allow-blocked"]),
         github_token=_optional(raw["github-token"]),
         ledger=parse_bool("ledger", raw["ledger"]),
+        fail_fast=parse_bool("fail-fast", raw["fail-fast"]),
     )
     validate_for_mode(inputs)
     return inputs

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import gha
 from .cluster import Api, ApiFailure
+from .diagnostics import Diagnosis, PodWatch
 from .github_releases import GitHubReleases
 from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs
@@ -84,6 +85,8 @@ class Target:
     after: Obj | None = None
     history_after: History | None = None
     stuck_pods: list[str] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None  # why its rollout failed, from the new revision's pods
+    failure_reason: str = ""  # the cluster's reason for the failure (CrashLoopBackOff, ProgressDeadlineExceeded)
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     # When a failure would be put back, the forward wait keeps a third of the timeout for that, so the
     # timeout bounds the whole step and the restore is still waited for.
     compensate = bool(rollbacks) or inputs.rollback_on_failure or len(targets) > 1
-    failed = _wait_all(ctx, changed, deadline - inputs.timeout / 3 if compensate else deadline)
+    failed = _wait_all(ctx, changed, deadline - inputs.timeout / 3 if compensate else deadline, inputs.fail_fast)
     if not failed:
         return _finish(inputs, targets, overall)
     message = _failure_message(failed)
@@ -434,12 +437,19 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Target]:
-    failed = []
+def _wait_all(ctx: Context, changed: list[Target], deadline: float, fail_fast: bool = False) -> list[Target]:
+    failed: list[Target] = []
     for target in changed:
+        if failed and fail_fast:  # the run fails anyway: put things back now instead of waiting for the rest
+            gha.info(gha.escape_log(f"{target.workload}: not waited for, {failed[0].workload} already failed"))
+            continue
         with gha.group(f"Waiting for {target.workload} to roll out"):
-            outcome = _wait(ctx, target, deadline)
+            outcome = _wait(ctx, target, deadline, fail_fast)
         target.rollout = outcome.result
+        target.diagnosis = outcome.diagnosis
+        target.failure_reason = outcome.reason
+        if outcome.diagnosis is not None:  # one annotation per workload, naming pods, containers and reasons
+            gha.error(outcome.diagnosis.log_text(), title=f"{target.workload}: {outcome.diagnosis.reason}")
         if outcome.result == "not-waited":
             gha.notice(gha.escape_log(outcome.message))
         if not outcome.ok:  # reported once, as the run's error; compensation may still put it back
@@ -450,11 +460,15 @@ def _wait_all(ctx: Context, changed: list[Target], deadline: float) -> list[Targ
     return failed
 
 
-def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
+def _wait(ctx: Context, target: Target, deadline: float, fail_fast: bool = False) -> RolloutOutcome:
     def progress(line: str) -> None:
         gha.info(gha.escape_log(f"{target.workload}: {line}"))
 
-    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now)
+    def note(text: str) -> None:
+        gha.warning(gha.escape_log(text))
+
+    pods = PodWatch(target.workload, note, clock=ctx.now)
+    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now, pods=pods, fail_fast=fail_fast)
 
 
 def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str) -> bool:
@@ -568,6 +582,8 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         previous_release=before.live_release, revision=revision, previous_revision=before.live,
         rollout=target.rollout, message=target.message, history=tuple(to_json_rows(after)),
         duplicates=target.duplicates, pruned=after.pruned,
+        diagnosis=target.diagnosis.to_json() if target.diagnosis is not None else None,
+        failure_reason=target.failure_reason,
     )
 
 
