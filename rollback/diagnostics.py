@@ -273,9 +273,11 @@ def choose(findings: Sequence[Finding], final_only: bool) -> tuple[list[Finding]
 
 def newest_events(events: Sequence[Mapping[str, Any]], uid: str | None) -> tuple[tuple[str, str], ...]:
     """(reason, message) of the events about one pod (``uid``: that instance only), newest last."""
-    def when(event: Mapping[str, Any]) -> str:
-        return str(event.get("lastTimestamp") or event.get("eventTime") or
-                   (event.get("metadata") or {}).get("creationTimestamp") or "")
+    def when(event: Mapping[str, Any]) -> tuple[str, int]:
+        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or
+                    (event.get("metadata") or {}).get("creationTimestamp") or "")
+        version = str((event.get("metadata") or {}).get("resourceVersion") or "")
+        return stamp, int(version) if version.isdigit() else 0  # timestamps have whole seconds: written later
 
     mine = [e for e in events if uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid)]
     mine.sort(key=when)
