@@ -47,6 +47,7 @@ PULL_LATER = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageInspect", "
                         "SignatureValidationFailed"})
 CONFIG = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 START = frozenset({"RunContainerError"})
+CREATING = "-/creating"  # the "seen" key of a pod whose containers are all still being created
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,13 @@ def classify(pods: Sequence[Mapping[str, Any]], now: float, seen: Mapping[str, f
             pod_findings.append(Finding("unschedulable", name, None, "Unschedulable",
                                         str(scheduled.get("message") or ""),
                                         since >= thresholds.unschedulable_seconds, seen_for=since))
-        mount = (mount_failures or {}).get(name)
         all_statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
-        if mount and not pod_findings and all_statuses and all(_creating(c) for c in all_statuses):
-            since = seen_for("-/FailedMount")
-            pod_findings.append(Finding("config-missing", name, None, "FailedMount", mount,
-                                        since >= thresholds.config_seconds, seen_for=since))
+        if not pod_findings and all_statuses and all(_creating(c) for c in all_statuses):
+            since = seen_for(CREATING)  # slow is fine; slow with a FailedMount event is a missing volume source
+            mount = (mount_failures or {}).get(name)
+            if mount:
+                pod_findings.append(Finding("config-missing", name, None, "FailedMount", mount,
+                                            since >= thresholds.config_seconds, seen_for=since))
         findings.extend(pod_findings)
     return findings, still
 
@@ -364,7 +366,6 @@ class PodWatch:
     clock: Callable[[], float] = time.monotonic
     thresholds: Thresholds = field(default_factory=Thresholds)
     seen: dict[str, float] = field(default_factory=dict)
-    creating: dict[str, float] = field(default_factory=dict)  # pod uid -> first seen with every container creating
     notes: list[str] = field(default_factory=list)
     forbidden: set[str] = field(default_factory=set)  # "pods", "events", "pods/log"
     _revision: tuple[int, Revision] | None = None
@@ -457,13 +458,10 @@ class PodWatch:
     def _mount_failures(self, pods: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """FailedMount messages for pods stuck creating for longer than the config threshold."""
         failures: dict[str, str] = {}
-        stuck = stuck_creating(pods)
-        live = {str((p.get("metadata") or {}).get("uid", "")) for p in stuck}
-        self.creating = {uid: at for uid, at in self.creating.items() if uid in live}
-        for pod in stuck[:MAX_PODS]:
+        for pod in stuck_creating(pods)[:MAX_PODS]:
             uid = str((pod.get("metadata") or {}).get("uid", ""))
-            first = self.creating.setdefault(uid, self.clock())
-            if self.clock() - first < self.thresholds.config_seconds:
+            first = self.seen.get(f"{uid}/{CREATING}")  # from the last look: the events are read only when due
+            if first is None or self.clock() - first < self.thresholds.config_seconds:
                 continue
             for reason, message in reversed(newest_events(self._events(pod), uid)):
                 if reason == "FailedMount":

@@ -152,7 +152,9 @@ def test_failed_mount_counts_only_for_pods_still_creating() -> None:
     running = pod("web-2", [container(running=True)])
     mounts = {"web-1": 'MountVolume.SetUp failed for volume "cfg" : configmap "x" not found',
               "web-2": "old event"}
-    _, seen = classify([creating, running], 0.0, {}, T, mounts)
+    _, seen = classify([creating, running], 0.0, {}, T)  # creating: slow is no failure, until the event
+    findings, _ = classify([creating, running], 4.0, seen, T, mounts)
+    assert [(f.reason, f.final) for f in findings] == [("FailedMount", False)]
     findings, _ = classify([creating, running], 5.0, seen, T, mounts)
     assert [(f.pod, f.failure, f.reason, f.final, f.container) for f in findings] == [
         ("web-1", "config-missing", "FailedMount", True, None)]
