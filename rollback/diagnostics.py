@@ -62,7 +62,8 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Finding:
-    """One container (or pod) of the new revision in a failing state."""
+    """One container (or pod) of the new revision in a failing state (``final_in``: seconds until it is final,
+    if nothing changes)."""
 
     failure: Failure
     pod: str
@@ -75,6 +76,7 @@ class Finding:
     exit_code: int | None = None  # of the last terminated instance
     terminated_reason: str | None = None  # Error, OOMKilled, ...
     seen_for: float = 0.0
+    final_in: float | None = None
 
 
 def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -97,11 +99,11 @@ def _container_finding(pod: str, status: Mapping[str, Any], init: bool, threshol
     last_reason = str(last.get("reason")) if last is not None and last.get("reason") else None
 
     def found(failure: Failure, final_after: float | None, why: str = reason, text: str = message) -> Finding:
-        key = f"{name}/{why}"
+        key = f"{name}/{failure}"  # ErrImagePull turning into ImagePullBackOff is the same failure going on
         since = seen_for(key)
         final = final_after is None or since >= final_after
         return Finding("init-container" if init else failure, pod, name, why, text, final, init, restarts,
-                       exit_code, last_reason, since)
+                       exit_code, last_reason, since, None if final or final_after is None else final_after - since)
 
     if reason in PULL_NOW:
         return found("image-pull", None)
@@ -130,7 +132,7 @@ def classify(pods: Sequence[Mapping[str, Any]], now: float, seen: Mapping[str, f
              mount_failures: Mapping[str, str] | None = None) -> tuple[list[Finding], dict[str, float]]:
     """Findings about ``pods`` (all of the new revision) and the updated "first seen" times.
 
-    ``seen`` maps ``"<pod uid>/<container>/<reason>"`` to when that state was first seen; a state not seen now
+    ``seen`` maps ``"<pod uid>/<container>/<failure>"`` to when that state was first seen; a state not seen now
     drops out, so a state that comes back starts over. ``mount_failures``: pod name → message of a
     ``FailedMount`` event, for pods whose containers are still being created.
     """
@@ -161,14 +163,16 @@ def classify(pods: Sequence[Mapping[str, Any]], now: float, seen: Mapping[str, f
             since = seen_for("-/Unschedulable")
             pod_findings.append(Finding("unschedulable", name, None, "Unschedulable",
                                         str(scheduled.get("message") or ""),
-                                        since >= thresholds.unschedulable_seconds, seen_for=since))
+                                        since >= thresholds.unschedulable_seconds, seen_for=since,
+                                        final_in=max(0.0, thresholds.unschedulable_seconds - since)))
         all_statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
         if not pod_findings and all_statuses and all(_creating(c) for c in all_statuses):
             since = seen_for(CREATING)  # slow is fine; slow with a FailedMount event is a missing volume source
             mount = (mount_failures or {}).get(name)
             if mount:
                 pod_findings.append(Finding("config-missing", name, None, "FailedMount", mount,
-                                            since >= thresholds.config_seconds, seen_for=since))
+                                            since >= thresholds.config_seconds, seen_for=since,
+                                            final_in=max(0.0, thresholds.config_seconds - since)))
         findings.extend(pod_findings)
     return findings, still
 
@@ -368,6 +372,7 @@ class PodWatch:
     seen: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     forbidden: set[str] = field(default_factory=set)  # "pods", "events", "pods/log"
+    next_due: float | None = None  # when the earliest pending finding turns final (look again then)
     _revision: tuple[int, Revision] | None = None
 
     @property
@@ -483,6 +488,8 @@ class PodWatch:
         if found is None:
             return None
         findings, pods = found
+        waits = [f.final_in for f in findings if f.final_in is not None]
+        self.next_due = self.clock() + min(waits) if waits else None
         if not any(f.final for f in findings):
             return None
         return self._diagnose(findings, pods, final_only=True)

@@ -107,7 +107,7 @@ def _wait(workload: Workload, deadline: float, on_progress: Callable[[str], None
             diagnosis = probe.check(obj)
             if diagnosis is not None:
                 return RolloutOutcome("failed", diagnosis.headline(), reconnects, obj, diagnosis, diagnosis.reason)
-            next_probe = clock() + PROBE_SECONDS
+            next_probe = min(clock() + PROBE_SECONDS, probe.next_due or float("inf"))
         remaining = deadline - clock()
         if remaining <= 0:
             return RolloutOutcome("timeout", f"timed out waiting for {workload}: {state.message}", reconnects, obj)
