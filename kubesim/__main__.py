@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bad-image", action="append", default=[], metavar="IMG",
                         help="an image reference whose pods never become Ready (repeatable); references containing "
                              "'broken' or 'does-not-exist' are always bad")
+    parser.add_argument("--crash-image", action="append", default=[], metavar="IMG",
+                        help="an image reference whose containers exit with code 1 each time they start and "
+                             "crash-loop (repeatable); references containing 'crash' always do")
+    parser.add_argument("--crash-limit", type=int, default=None, metavar="N",
+                        help="crashing containers crash only on their first N starts, then keep running "
+                             "(default: they crash forever)")
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN",
                         help="turn on simulated RBAC and accept this bearer token with full access as user "
                              "'kubesim-admin' (repeatable; requests without a known token get 401). The first token "
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_delay is not None:
         knobs.ready_delay = args.ready_delay
     knobs.bad_images.update(args.bad_image)
+    knobs.crash_images.update(args.crash_image)
+    knobs.crash_limit = args.crash_limit
     for token in args.token:
         knobs.grant(token, "kubesim-admin")
     stop = threading.Event()

@@ -31,7 +31,8 @@ EXIT_RESTORED = 2
 SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
 BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
                   "allow-blocked", "insecure-skip-tls-verify", "ledger", "allow-managed", "annotate-only",
-                  "images-apply-to-all", "wait-for-lease", "github-deployments", "production-environment")
+                  "images-apply-to-all", "wait-for-lease", "github-deployments", "production-environment",
+                  "fail-fast")
 REPEATABLE_INPUTS = ("deployment", "images", "manifests")
 
 

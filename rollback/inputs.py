@@ -26,6 +26,7 @@ INPUT_NAMES: tuple[str, ...] = (
     "allow-managed", "annotate-only", "images-apply-to-all",
     "wait-for-lease",
     "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
+    "fail-fast",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
@@ -47,6 +48,7 @@ DEFAULTS: Mapping[str, str] = {
     "images-apply-to-all": "false",
     "wait-for-lease": "false",
     "github-deployments": "true",
+    "fail-fast": "true",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -152,6 +154,7 @@ class Inputs:
     ref: str | None = None  # None: GITHUB_SHA
     environment_url: str | None = None
     production_environment: bool | None = None  # None: GitHub's default (true for an environment "production")
+    fail_fast: bool = True  # stop waiting as soon as a pod of the new revision will not recover
 
 
 def _given(name: str, raw: str) -> str:
@@ -468,6 +471,7 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         ref=optional("ref", parse_ref),
         environment_url=optional("environment-url", parse_environment_url),
         production_environment=parse_optional_bool("production-environment", raw["production-environment"]),
+        fail_fast=parse_bool("fail-fast", raw["fail-fast"]),
     )
     validate_for_mode(inputs)
     return inputs

@@ -18,6 +18,7 @@ from . import compensation, gha, preflight
 from . import plan as change_plan
 from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
+from .diagnostics import Diagnosis, PodWatch
 from .github import record as github_record
 from .github.deployments import Recorder
 from .github.releases import GitHubReleases
@@ -105,6 +106,8 @@ class Target:
     warnings: list[str] = field(default_factory=list)  # pre-flight warnings, for the summary
     managed_by: tuple[str, ...] = ()  # managers overridden with allow-managed: true (recorded in the ledger)
     plan: change_plan.WorkloadPlan | None = None
+    diagnosis: Diagnosis | None = None  # why its rollout failed, from the new revision's pods
+    failure_reason: str = ""  # the cluster's reason for the failure (CrashLoopBackOff, ProgressDeadlineExceeded)
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     may_restore = compensation.compensable(_changes(targets), inputs.rollback_on_failure)
     try:
         with cancel.interruptible():
-            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
+            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore),
+                               inputs.fail_fast)
     except Cancelled as cancelled:
         return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     if not failed:
@@ -874,12 +878,20 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget) -> list[Target]:
-    failed = []
+def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget, fail_fast: bool = False
+              ) -> list[Target]:
+    failed: list[Target] = []
     for target in changed:
+        if failed and fail_fast:  # the run fails anyway: put things back now instead of waiting for the rest
+            gha.info(gha.escape_log(f"{target.workload}: not waited for, {failed[0].workload} already failed"))
+            continue
         with gha.group(f"Waiting for {target.workload} to roll out"):
-            outcome = _wait_forward(ctx, target, budget)
+            outcome = _wait_forward(ctx, target, budget, fail_fast)
         target.rollout = outcome.result
+        target.diagnosis = outcome.diagnosis
+        target.failure_reason = outcome.reason
+        if outcome.diagnosis is not None:  # one annotation per workload, naming pods, containers and reasons
+            gha.error(outcome.diagnosis.log_text(), title=f"{target.workload}: {outcome.diagnosis.reason}")
         if outcome.result == "not-waited":
             target.unverified = NOT_VERIFIED  # OnDelete: changed, but no rollout to verify it
             gha.notice(gha.escape_log(outcome.message))
@@ -891,7 +903,8 @@ def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudg
     return failed
 
 
-def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget) -> RolloutOutcome:
+def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget, fail_fast: bool = False
+                  ) -> RolloutOutcome:
     """Wait until the soft end of the budget, and on while the rollout keeps printing new status lines
     (compensation.next_wait_end), never past the hard end."""
     last_line = ""
@@ -905,10 +918,14 @@ def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget)
             last_line = line
             gha.info(gha.escape_log(f"{target.workload}: {line}"))
 
+    def note(text: str) -> None:
+        gha.warning(gha.escape_log(text))
+
+    pods = PodWatch(target.workload, note, clock=ctx.now)  # one per workload: its findings age across slices
     end = compensation.next_wait_end(budget, ctx.now(), last_progress)
     while True:
         outcome = wait_for_rollout(target.workload, end if end is not None else ctx.now(), progress,
-                                   clock=ctx.now)
+                                   clock=ctx.now, pods=pods, fail_fast=fail_fast)
         if outcome.result != "timeout":
             return outcome
         end = compensation.next_wait_end(budget, ctx.now(), last_progress)
@@ -918,11 +935,15 @@ def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget)
                                 f"{ctx.now() - (last_progress or ctx.now()):.0f}s ago): waiting on"))
 
 
-def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
+def _wait(ctx: Context, target: Target, deadline: float, fail_fast: bool = False) -> RolloutOutcome:
     def progress(line: str) -> None:
         gha.info(gha.escape_log(f"{target.workload}: {line}"))
 
-    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now)
+    def note(text: str) -> None:
+        gha.warning(gha.escape_log(text))
+
+    pods = PodWatch(target.workload, note, clock=ctx.now)
+    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now, pods=pods, fail_fast=fail_fast)
 
 
 def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str,
@@ -1102,6 +1123,8 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         previous_release=before.live_release, revision=revision, previous_revision=before.live,
         rollout=target.rollout, message=target.message, history=tuple(to_json_rows(after)),
         duplicates=target.duplicates, pruned=after.pruned, unknown=target.live_unknown,
+        diagnosis=target.diagnosis.to_json() if target.diagnosis is not None else None,
+        failure_reason=target.failure_reason,
     )
 
 

@@ -63,6 +63,7 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
         "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all", "wait-for-lease",
         "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
+        "fail-fast",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 
@@ -74,7 +75,7 @@ def test_defaults() -> None:
         images=(), manifests=(), kubeconfig=None, context=None, server=None, token=None,
         certificate_authority_data=None, insecure_skip_tls_verify=False, wait=True, timeout=300.0, reason="",
         dry_run=False, rollback_on_failure=False, force_statefulset_rollback=True, block=True,
-        allow_blocked=False, github_token=None, ledger=True,
+        allow_blocked=False, github_token=None, ledger=True, fail_fast=True,
     )
 
 
@@ -108,7 +109,7 @@ def test_error_names_the_input() -> None:
 
 @pytest.mark.parametrize("name", ["wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback",
                                   "block", "allow-blocked", "ledger", "insecure-skip-tls-verify",
-                                  "github-deployments", "production-environment"])
+                                  "github-deployments", "production-environment", "fail-fast"])
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("True", True), ("TRUE", True),
                                                ("false", False), ("False", False), ("FALSE", False)])
 def test_booleans_accept_yaml_core_values(name: str, raw: str, expected: bool) -> None:
