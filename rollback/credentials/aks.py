@@ -63,8 +63,7 @@ def bearer_token(plan: Aks, client_id_input: str | None, tenant_id_input: str | 
         raise http.CredentialError("azure-client-id", why_not)
     client, tenant = ids_for(plan, client_id_input, tenant_id_input, environ)
     assert client and tenant  # refusal() checked both
-    assertion = oidc.request_token(environ, AUDIENCE, "azure-client-id")
-    on_secret(assertion)
+    assertion = oidc.request_token(environ, AUDIENCE, "azure-client-id", on_secret)
     authority = plan.authority_host or environ.get("AZURE_AUTHORITY_HOST")
     answer = http.post_form(token_url(tenant, authority), {
         "client_id": client, "scope": f"{plan.server_id}/.default", "grant_type": "client_credentials",

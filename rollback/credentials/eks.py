@@ -172,8 +172,7 @@ def assume_role(credentials: AwsCredentials, role_arn: str, region: str, environ
 
 def assume_role_with_web_identity(role_arn: str, region: str, environ: Mapping[str, str],
                                   on_secret: Callable[[str], None]) -> AwsCredentials:
-    web_token = oidc.request_token(environ, WEB_IDENTITY_AUDIENCE, "aws-role-arn")
-    on_secret(web_token)
+    web_token = oidc.request_token(environ, WEB_IDENTITY_AUDIENCE, "aws-role-arn", on_secret)
     url = sts_endpoint(region, environ) + "/"
     fields = {"Action": "AssumeRoleWithWebIdentity", "Version": STS_VERSION, "RoleArn": role_arn,
               "RoleSessionName": _session_name(environ), "WebIdentityToken": web_token,
