@@ -6,6 +6,8 @@ credential appears in anything the run prints or writes, except inside ``::add-m
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +210,28 @@ def test_gke_kubeconfig_from_get_gke_credentials_works_as_it_is(
     runs = deploy_and_roll_back(sim, {"KUBECONFIG": workspace_kubeconfig})
     assert clouds.requests == [] and set(seen_tokens) == {token}
     assert_no_secret_printed(runs, [token], [token])
+
+
+def test_gke_plugin_with_a_service_account_key(sim: kubesim.Sim, clouds: fake_clouds.Clouds,
+                                               seen_tokens: list[str], tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl makes the test key")
+    key = tmp_path / "key.pem"
+    subprocess.run([openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
+                   check=True, capture_output=True)
+    modulus = subprocess.run([openssl, "rsa", "-in", str(key), "-noout", "-modulus"], check=True,
+                             capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    clouds.google_key_public = (int(modulus, 16), 65537)
+    credentials = tmp_path / "sa.json"
+    credentials.write_text(json.dumps({  # the layout of a key file from the IAM console / gcloud
+        "type": "service_account", "project_id": "shop", "private_key_id": "0123abcd",
+        "private_key": key.read_text(), "client_email": clouds.google_service_account,
+        "client_id": "1234567890", "token_uri": f"{clouds.url}/google-oauth/token"}))
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"auth-provider": {"name": "gcp"}})
+    run = run_cli(sim, "--mode", "history", "--deployment", "web",
+                  extra_env={"KUBECONFIG": path, "GOOGLE_APPLICATION_CREDENTIALS": str(credentials)})
+    assert run.code == 0, run.stdout
+    assert seen_tokens and seen_tokens[-1] in clouds.issued
+    key_lines = [line for line in key.read_text().splitlines() if line and not line.startswith("-----")]
+    assert_no_secret_printed([run], [*key_lines, *seen_tokens], [seen_tokens[-1]])

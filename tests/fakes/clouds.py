@@ -49,6 +49,7 @@ class Clouds:
     azure_clients: dict[str, str] = field(default_factory=dict)  # client id -> tenant (federated with GitHub)
     google_audience: str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh"
     google_service_account: str = "deployer@shop.iam.gserviceaccount.com"
+    google_key_public: tuple[int, int] | None = None  # (n, e) of the service account key the fake trusts
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     issued: list[str] = field(default_factory=list)  # every token and secret handed out (tests grep for them)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,12 +121,39 @@ class Clouds:
             self.issued.append(federated)
             return 200, "application/json", json.dumps({"access_token": federated, "token_type": "Bearer",
                                                         "issued_token_type": form.get("requested_token_type")})
+        if parts.path == "/google-oauth/token":
+            return self.google_oauth(form)
         if parts.path.startswith("/iamcredentials/v1/projects/-/serviceAccounts/"):
             if not bearer.startswith("federated-") or bearer not in self.issued:
                 return 401, "application/json", json.dumps({"error": {"code": 401, "message": "bad token"}})
             token = self.cluster_token(self.google_service_account, "gke")
             return 200, "application/json", json.dumps({"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"})
         return 404, "text/plain", "no such fake endpoint"
+
+    def google_oauth(self, form: dict[str, str]) -> tuple[int, str, str]:
+        """Google's OAuth token endpoint for a service account key (RFC 7523 JWT bearer grant)."""
+        refused = 400, "application/json", json.dumps({"error": "invalid_grant",
+                                                        "error_description": "Invalid JWT Signature."})
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not self.google_key_public:
+            return refused
+        try:
+            head, body, signature = form.get("assertion", "").split(".")
+            claims = json.loads(_unb64(body))
+            sig = int.from_bytes(_unb64(signature), "big")
+        except ValueError:
+            return refused
+        n, e = self.google_key_public
+        size = (n.bit_length() + 7) // 8
+        digest = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(
+            f"{head}.{body}".encode()).digest()
+        expected = b"\x00\x01" + b"\xff" * (size - len(digest) - 3) + b"\x00" + digest
+        if pow(sig, e, n).to_bytes(size, "big") != expected:
+            return refused
+        if claims.get("iss") != self.google_service_account or claims.get("aud") != f"{self.url}/google-oauth/token":
+            return refused
+        token = self.cluster_token(self.google_service_account, "gke")
+        return 200, "application/json", json.dumps({"access_token": token, "expires_in": 3599,
+                                                    "token_type": "Bearer"})
 
     def sts(self, form: dict[str, str], headers: Any, body: bytes) -> tuple[int, str, str]:
         role = self.roles.get(form.get("RoleArn", ""))
@@ -185,6 +213,12 @@ class Clouds:
         token = self.cluster_token(client, scope[: -len("/.default")])
         return 200, "application/json", json.dumps({"token_type": "Bearer", "expires_in": 3599,
                                                     "access_token": token})
+
+
+def _unb64(text: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _aws_error(code: str, message: str) -> str:
