@@ -6,8 +6,10 @@ credential appears in anything the run prints or writes, except inside ``::add-m
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,45 @@ def test_gke_plugin_with_a_service_account_key(sim: kubesim.Sim, clouds: fake_cl
     assert seen_tokens and seen_tokens[-1] in clouds.issued
     key_lines = [line for line in key.read_text().splitlines() if line and not line.startswith("-----")]
     assert_no_secret_printed([run], [*key_lines, *seen_tokens], [seen_tokens[-1]])
+
+
+def test_the_container_entrypoint_rolls_back_on_eks_and_leaves_nothing_behind(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path) -> None:
+    """As the runner runs the image: only rollback/ and entrypoint.py, INPUT_* for every input of action.yml,
+    the kubeconfig as the `kubeconfig` input, AWS credentials and the OIDC variables in the environment."""
+    root = Path(__file__).resolve().parent.parent
+    app, workspace, temp = tmp_path / "app", tmp_path / "workspace", tmp_path / "tmp"
+    shutil.copytree(root / "rollback", app / "rollback", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(root / "entrypoint.py", app / "entrypoint.py")
+    workspace.mkdir()
+    temp.mkdir()
+    for args in (("--mode", "deploy", "--release", "1.0.0", "--images", "web=registry.example/web:1"),
+                 ("--mode", "deploy", "--release", "2.0.0", "--images", "web=registry.example/web:2")):
+        sim.knobs.authn, saved = None, sim.knobs.authn  # history to roll back to, written without auth
+        assert run_cli(sim, *args, "--deployment", "web", "--namespace", "shop").code == 0
+        sim.knobs.authn = saved
+    kubeconfig_text = Path(kubeconfig(sim, tmp_path / "kc", {"exec": {"command": "aws", "args": [
+        "--region", "eu-west-1", "eks", "get-token", "--cluster-name", "shop", "--role-arn", ROLE]}})).read_text()
+    action = yaml.safe_load((root / "action.yml").read_text())
+    inputs = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+    inputs.update({"mode": "rollback", "deployment": "web", "reason": "bad checkout", "kubeconfig": kubeconfig_text})
+    out = tmp_path / "github_output"
+    summary = tmp_path / "summary.md"
+    out.write_text("")
+    summary.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "TMPDIR": str(temp), "CI": "true",
+           "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace), "GITHUB_OUTPUT": str(out),
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_REPOSITORY": "acme/shop", "GITHUB_RUN_ID": "1",
+           "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": KEY_SECRET, "AWS_SESSION_TOKEN": SESSION,
+           **clouds.environ(), **{"INPUT_" + k.upper(): v for k, v in inputs.items()}}
+    result = subprocess.run([sys.executable, str(app / "entrypoint.py")], cwd=workspace, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert image_of(get_deployment(sim, "web", "shop")) == "registry.example/web:1"
+    assert ("POST", "/sts/") in clouds.requests and seen_tokens
+    everything = out.read_text() + summary.read_text() + result.stderr
+    for secret in [KEY_SECRET, SESSION, ROLE_CREDENTIALS.secret, ROLE_CREDENTIALS.session_token, *seen_tokens]:
+        assert secret not in everything
+        assert not [line for line in result.stdout.splitlines()
+                    if secret in line and not line.startswith("::add-mask::")]
+    assert os.listdir(temp) == []
