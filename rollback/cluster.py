@@ -92,7 +92,11 @@ def connect(credentials: Credentials, environ: Mapping[str, str] | None = None) 
         # the caller masked the kubeconfig input's credentials before anything was printed
         return _from_kubeconfig(loaded, credentials, "kubeconfig input", env, _Masker(), mask_file=False)
     if credentials.server:
-        return _from_server_token(credentials)
+        connection = _from_server_token(credentials)
+        warning = loopback_warning(connection.server, env)
+        if warning:
+            gha.warning(warning)
+        return connection
     if env.get("KUBECONFIG"):
         loaded = read_kubeconfig_files(env["KUBECONFIG"], "KUBECONFIG", env)
         return _from_kubeconfig(loaded, credentials, "KUBECONFIG", env, _Masker())

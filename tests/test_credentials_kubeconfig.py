@@ -111,7 +111,7 @@ FORMS = {
             exec:
               command: my-plugin
               args: ["--client-secret", exec-arg-7, "--token=exec-arg-8", "--token-cache-dir", "/cache"]
-              env: [{name: PLUGIN_KEY, value: exec-env-9}]
+              env: [{name: PLUGIN_KEY, value: exec-env-9}, {name: AWS_PROFILE, value: default}]
         """), ["exec-arg-7", "exec-arg-8", "exec-env-9"]),
     "password and keys": ("users:\n- name: u\n  user: {username: admin, password: pw-10, client-key-data: "
                           "a2V5, client-certificate-data: Y2VydA==}\n", ["pw-10", "a2V5", "Y2VydA=="]),
@@ -124,7 +124,7 @@ def test_every_kubeconfig_credential_form_is_masked(form: str) -> None:
     text, secrets = FORMS[form]
     values = credential_values(yaml.safe_load(text))
     assert sorted(values) == sorted(secrets)
-    assert not {">-", "admin", "public-client", "/cache", "my-plugin", "https://issuer"} & set(values)
+    assert not {">-", "admin", "public-client", "/cache", "my-plugin", "https://issuer", "default"} & set(values)
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -46,10 +46,16 @@ def _walk_users(kubeconfig: Mapping[str, Any]) -> Iterator[str]:
             yield from _exec_secrets(exec_)
 
 
+# exec env names that select configuration, never a credential: `aws eks update-kubeconfig --profile prod`
+# writes AWS_PROFILE=prod, and masking "prod" or "default" would hide those words everywhere in the log
+NOT_SECRET_ENV = frozenset({"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_STS_REGIONAL_ENDPOINTS",
+                            "KUBERNETES_EXEC_INFO"})
+
+
 def _exec_secrets(exec_: Mapping[str, Any]) -> Iterator[str]:
     env = exec_.get("env")
     for item in env if isinstance(env, list) else []:
-        if isinstance(item, Mapping):
+        if isinstance(item, Mapping) and str(item.get("name")) not in NOT_SECRET_ENV:
             yield from _strings(item.get("value"))
     args = exec_.get("args")
     args = [str(a) for a in args] if isinstance(args, list) else []
