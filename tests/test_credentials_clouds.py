@@ -279,3 +279,28 @@ def test_the_container_entrypoint_rolls_back_on_eks_and_leaves_nothing_behind(
         assert not [line for line in result.stdout.splitlines()
                     if secret in line and not line.startswith("::add-mask::")]
     assert os.listdir(temp) == []
+
+
+def test_a_refused_role_fails_in_sts_words_before_any_cluster_request(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path) -> None:
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"exec": {"command": "aws", "args": [
+        "--region", "eu-west-1", "eks", "get-token", "--cluster-name", "shop"]}})
+    env = {"KUBECONFIG": path, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": KEY_SECRET, **clouds.environ()}
+    run = run_cli(sim, "--mode", "history", "--deployment", "web", "--aws-role-arn",
+                  "arn:aws:iam::111122223333:role/not-trusted", extra_env=env)
+    assert run.code == 1 and seen_tokens == []
+    [error] = run.commands("error")
+    assert "AWS STS AssumeRole" in error and "AccessDenied: not authorized to perform sts:AssumeRole" in error
+    assert KEY_SECRET not in run.stdout.replace(f"::add-mask::{KEY_SECRET}", "")
+
+
+def test_an_unknown_azure_client_fails_in_azure_ad_words(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path) -> None:
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"exec": {"command": "kubelogin", "args": [
+        "get-token", "--login", "workloadidentity", "--server-id", AKS_SERVER_ID]}})
+    env = {"KUBECONFIG": path, "AZURE_TENANT_ID": AZURE_TENANT, **clouds.environ()}
+    run = run_cli(sim, "--mode", "history", "--deployment", "web", "--azure-client-id",
+                  "99999999-1111-2222-3333-444455556666", extra_env=env)
+    assert run.code == 1 and seen_tokens == []
+    [error] = run.commands("error")
+    assert "Azure AD token exchange" in error and "AADSTS700016" in error

@@ -261,3 +261,18 @@ def test_no_file_is_left_in_the_temp_dir_after_a_run(sim: kubesim.Sim, tmp_path:
         assert seen_during and all(entries == [seen_during[0][0]] for entries in seen_during)
         assert seen_during[0][0].startswith("kube-release-rollback-")
         assert os.listdir(temp) == []
+
+
+def test_in_a_container_action_a_loopback_server_and_an_invisible_entry_are_warned_about(
+        sim: kubesim.Sim, tmp_path: Path) -> None:
+    """kubesim listens on 127.0.0.1, so the connection works here; inside a real container it would not."""
+    make_deployment(sim, "web")
+    env = {"KUBECONFIG": f"{sim.kubeconfig}:/home/runner/work/_temp/second"}
+    local = run_cli(sim, "--mode", "history", "--deployment", "web", extra_env=env)
+    in_container = run_cli(sim, "--mode", "history", "--deployment", "web",
+                           extra_env={**env, "GITHUB_WORKSPACE": "/github/workspace"})
+    assert local.code == 0 and in_container.code == 0
+    assert local.commands("warning") == []
+    warnings = in_container.commands("warning")
+    assert any("loopback" in w and "networking.apiServerAddress" in w for w in warnings)
+    assert any("/home/runner/work/_temp/second" in w and "only the first entry" in w for w in warnings)
