@@ -268,6 +268,7 @@ def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: s
     from . import credentials as cloud
     from .credentials.exec_plugins import Unsupported, classify, unsupported_message
     from .credentials.masking import credential_values
+    from .credentials.refresh import RefreshingToken, refresh_after
 
     if mask_file:
         for value in credential_values(loaded):
@@ -293,6 +294,18 @@ def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: s
                                           persist_config=False, temp_file_path=private_dir())
     except (config.ConfigException, KeyError, TypeError, ValueError) as err:
         raise ClusterConfigError("kubeconfig", f"the {source} cannot be used: {err}") from err
+    if minted is not None:
+        every = refresh_after(plan)
+        if every is not None:
+            def mint_again() -> str:
+                again = cloud.bearer_token(plan, options, environ, mask)
+                if again is None:  # not for a plan that minted once; say so rather than send no token
+                    raise cloud.CredentialError("kubeconfig", "the token could not be minted again")
+                return again[0]
+
+            renewing = RefreshingToken(minted[0], mint_again, every, lambda text: gha.warning(gha.escape_log(text)))
+            # replaces the loader's hook, which would only set the same token again
+            configuration.refresh_api_key_hook = renewing.hook  # type: ignore[assignment]
     warning = loopback_warning(configuration.host, environ)
     if warning:
         gha.warning(warning)

@@ -304,3 +304,29 @@ def test_an_unknown_azure_client_fails_in_azure_ad_words(
     assert run.code == 1 and seen_tokens == []
     [error] = run.commands("error")
     assert "Azure AD token exchange" in error and "AADSTS700016" in error
+
+
+def test_a_long_run_renews_the_eks_token_before_it_expires(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path, monkeypatch: Any) -> None:
+    """EKS tokens live 15 minutes; a rollout wait may last longer. Each renewal assumes the role again."""
+    from rollback import cluster
+    from rollback.cluster import Api
+    from rollback.credentials import refresh
+
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"exec": {"command": "aws", "args": [
+        "--region", "eu-west-1", "eks", "get-token", "--cluster-name", "shop", "--role-arn", ROLE]}})
+    env = {"KUBECONFIG": path, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": KEY_SECRET, **clouds.environ()}
+    now = [1000.0]
+    monkeypatch.setattr(refresh, "monotonic", lambda: now[0])
+    api = Api(cluster.connect(cluster.Credentials(), env).api_client)
+    assert api.get("/api/v1/namespaces/shop")["metadata"]["name"] == "shop"
+    now[0] += 5 * 60
+    api.get("/api/v1/namespaces/shop")
+    assert clouds.requests.count(("POST", "/sts/")) == 1  # not due yet: the same token
+    now[0] += 6 * 60
+    assert api.get("/api/v1/namespaces/shop")["metadata"]["name"] == "shop"
+    assert clouds.requests.count(("POST", "/sts/")) == 2
+    clouds.roles.clear()  # STS now refuses: the run goes on with the token it has, and says so
+    now[0] += 11 * 60
+    assert api.get("/api/v1/namespaces/shop")["metadata"]["name"] == "shop"
+    assert clouds.requests.count(("POST", "/sts/")) == 3
