@@ -330,3 +330,17 @@ def test_a_long_run_renews_the_eks_token_before_it_expires(
     now[0] += 11 * 60
     assert api.get("/api/v1/namespaces/shop")["metadata"]["name"] == "shop"
     assert clouds.requests.count(("POST", "/sts/")) == 3
+
+
+def test_aks_kubeconfig_from_az_aks_get_credentials_with_azure_client_id_in_the_environment(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path) -> None:
+    """`az aks get-credentials` writes devicecode login with the Azure CLI's own client id, which cannot be
+    federated: the workload identity app from AZURE_CLIENT_ID is used, and the kubeconfig's tenant."""
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"exec": {"command": "kubelogin", "args": [
+        "get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_ID, "--client-id",
+        "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "--tenant-id", AZURE_TENANT]}})
+    env = {"KUBECONFIG": path, "AZURE_CLIENT_ID": AZURE_CLIENT, **clouds.environ()}
+    run = run_cli(sim, "--mode", "history", "--deployment", "web", extra_env=env)
+    assert run.code == 0, run.stdout
+    assert seen_tokens and seen_tokens[-1] in clouds.issued
+    assert f"client {AZURE_CLIENT}" in run.stdout

@@ -27,8 +27,13 @@ def token_url(tenant_id: str, authority_host: str | None) -> str:
 
 def ids_for(plan: Aks, client_id_input: str | None, tenant_id_input: str | None,
             environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """Client and tenant: the inputs, else the kubeconfig's arguments, else ``AZURE_CLIENT_ID``/``AZURE_TENANT_ID``."""
-    client = client_id_input or plan.client_id or environ.get("AZURE_CLIENT_ID") or None
+    """Client and tenant: the inputs, else the kubeconfig's arguments, else ``AZURE_CLIENT_ID``/``AZURE_TENANT_ID``.
+
+    With a login mode other than workload identity, the kubeconfig's ``--client-id`` is the interactive
+    application (``az aks get-credentials`` writes the Azure CLI's), which cannot be federated: it is skipped.
+    """
+    kubeconfig_client = plan.client_id if plan.login in NATIVE_LOGINS else None
+    client = client_id_input or kubeconfig_client or environ.get("AZURE_CLIENT_ID") or None
     tenant = tenant_id_input or plan.tenant_id or environ.get("AZURE_TENANT_ID") or None
     return client, tenant
 
@@ -37,13 +42,13 @@ def refusal(plan: Aks, client_id_input: str | None, tenant_id_input: str | None,
             environ: Mapping[str, str]) -> str | None:
     """Why this plan cannot be satisfied here, or None. A login mode other than workload identity
     (``azurecli``: the runner's ``az login`` is not in the container) is satisfied only when the azure-client-id
-    input says which app to federate with."""
+    input or ``AZURE_CLIENT_ID`` says which app to federate with."""
     client, tenant = ids_for(plan, client_id_input, tenant_id_input, environ)
     setup = ("Use Azure workload identity: give the app registration a federated credential for this "
              "repository, give the job 'permissions: id-token: write', and set the azure-client-id and "
              "azure-tenant-id inputs (or convert the kubeconfig with 'kubelogin convert-kubeconfig -l "
              "workloadidentity')")
-    if plan.login not in NATIVE_LOGINS and not client_id_input:
+    if plan.login not in NATIVE_LOGINS and not (client_id_input or environ.get("AZURE_CLIENT_ID")):
         where = ("the runner's 'az login' session lives in its ~/.azure, which is not mounted into the "
                  "container, and the az CLI is not in the image" if plan.login == "azurecli"
                  else "it needs an interactive or host-side login")
