@@ -13,6 +13,16 @@ from typing import Any
 TIMEOUT = 20.0  # seconds per request
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A token endpoint that redirects is refused: following it would resend the credentials elsewhere."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class CredentialError(Exception):
     """A credential could not be obtained. ``input_name`` names the input (or variable) to fix."""
 
@@ -29,9 +39,11 @@ def request(method: str, url: str, what: str, input_name: str, data: bytes | Non
     ``what`` names the exchange for the message ("AWS STS AssumeRole"). Request bodies and headers are never
     part of a message: they carry the credentials.
     """
+    if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+        raise CredentialError(input_name, f"{what}: {_origin(url)} is not an https:// (or http://) URL")
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as response:  # noqa: S310 - https/http URLs only
+        with _OPENER.open(req, timeout=TIMEOUT) as response:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as err:
