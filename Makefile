@@ -19,7 +19,7 @@ all: lint test
 venv: $(STAMP)
 
 # Re-run pip whenever the dependency declarations change.
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml requirements.txt Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python >= 3.11 is required (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]'
