@@ -105,13 +105,13 @@ UPDATE_KUBECONFIG_USER = {"exec": {
 
 
 @pytest.mark.parametrize("user,expected", [
-    (UPDATE_KUBECONFIG_USER, Eks("aws --region eu-west-1", "shop", "eu-west-1",
+    (UPDATE_KUBECONFIG_USER, Eks("aws eks get-token", "shop", "eu-west-1",
                                  "arn:aws:iam::111122223333:role/deployer")),
     ({"exec": {"command": "aws", "args": ["eks", "get-token", "--cluster-name=prod"]}},
      Eks("aws eks get-token", "prod", None, None)),
     ({"exec": {"command": "/usr/local/bin/aws-iam-authenticator", "args": ["token", "-i", "legacy", "-r",
                                                                            "arn:aws:iam::1:role/r"]}},
-     Eks("/usr/local/bin/aws-iam-authenticator token -i", "legacy", None, "arn:aws:iam::1:role/r")),
+     Eks("/usr/local/bin/aws-iam-authenticator token", "legacy", None, "arn:aws:iam::1:role/r")),
 ])
 def test_eks_kubeconfig_users_are_recognised(user: dict[str, Any], expected: Eks) -> None:
     assert classify(user) == expected

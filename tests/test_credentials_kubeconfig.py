@@ -58,12 +58,12 @@ GET_GKE_CREDENTIALS = {"token": "ya29.embedded-token"}
 
 
 @pytest.mark.parametrize("user,expected", [
-    (AKS_WORKLOAD_IDENTITY, Aks("kubelogin get-token --environment", AKS_SERVER_ID, "workloadidentity")),
-    (AKS_DEVICECODE, Aks("kubelogin get-token --environment", AKS_SERVER_ID, "devicecode",
+    (AKS_WORKLOAD_IDENTITY, Aks("kubelogin get-token", AKS_SERVER_ID, "workloadidentity")),
+    (AKS_DEVICECODE, Aks("kubelogin get-token", AKS_SERVER_ID, "devicecode",
                          "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "72f988bf-86f1-41af-91ab-2d7cd011db47")),
-    (AKS_AZURECLI, Aks("kubelogin get-token --server-id", AKS_SERVER_ID, "azurecli")),
+    (AKS_AZURECLI, Aks("kubelogin get-token", AKS_SERVER_ID, "azurecli")),
     ({"exec": {"command": "kubelogin", "args": ["get-token", "-l", "workloadidentity", "--server-id=abc"]}},
-     Aks("kubelogin get-token -l", "abc", "workloadidentity")),
+     Aks("kubelogin get-token", "abc", "workloadidentity")),
     (GCLOUD, Gke("gke-gcloud-auth-plugin")),
     (GKE_AUTH_PROVIDER, Gke("auth-provider gcp")),
     (GET_GKE_CREDENTIALS, Static()),
@@ -79,6 +79,8 @@ def test_cloud_kubeconfig_users_are_recognised(user: dict[str, Any], expected: A
 @pytest.mark.parametrize("user,command", [
     ({"exec": {"command": "kubectl", "args": ["oidc-login", "get-token", "--oidc-issuer-url=https://x"]}},
      "kubectl oidc-login get-token"),
+    ({"exec": {"command": "my-plugin", "args": ["--password", "hunter2", "login", "--token=abc", "now"]}},
+     "my-plugin login now"),
     ({"exec": {"command": "/opt/bin/vault-k8s-token"}}, "/opt/bin/vault-k8s-token"),
     ({"exec": {"command": "aws", "args": ["sts", "get-session-token"]}}, "aws sts get-session-token"),
     ({"auth-provider": {"name": "azure", "config": {"access-token": "x"}}}, "auth-provider azure"),

@@ -88,7 +88,7 @@ def _program(command: str) -> str:
 
 def _classify_exec(command: str, args: Sequence[str]) -> AuthPlan:
     program = _program(command)
-    shown = " ".join([command, *args[:2]]).strip() or "(empty command)"
+    shown = _shown(command, args)
     if program == "aws":
         if "eks" in args and "get-token" in args:
             name = _flag(args, "--cluster-name") or _flag(args, "--cluster-id")
@@ -113,6 +113,20 @@ def _classify_exec(command: str, args: Sequence[str]) -> AuthPlan:
     if program == "gke-gcloud-auth-plugin":
         return Gke(shown)
     return Unsupported(shown, "it is not one of the cloud plugins this action can stand in for")
+
+
+def _shown(command: str, args: Sequence[str]) -> str:
+    """The command and its subcommands (``aws eks get-token``) for messages: flags and their values are
+    left out, since one of them may be a secret."""
+    words, skip = [command], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = "=" not in arg
+        elif len(words) < 4:
+            words.append(arg)
+    return " ".join(words).strip() or "(empty command)"
 
 
 def _classify_provider(provider: Mapping[str, Any]) -> AuthPlan:
