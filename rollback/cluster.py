@@ -280,6 +280,8 @@ def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: s
     if isinstance(plan, Unsupported):
         raise ClusterConfigError("kubeconfig", unsupported_message(str(context_body.get("user") or ""), plan))
     options = cloud.CloudOptions(credentials.aws_role_arn, credentials.azure_client_id, credentials.azure_tenant_id)
+    for unused in cloud.unused_options(plan, options):
+        gha.warning(unused)
     try:
         minted = cloud.bearer_token(plan, options, environ, mask)
     except cloud.CredentialError as err:

@@ -278,3 +278,15 @@ def test_in_a_container_action_a_loopback_server_and_an_invisible_entry_are_warn
     warnings = in_container.commands("warning")
     assert any("loopback" in w and "networking.apiServerAddress" in w for w in warnings)
     assert any("/home/runner/work/_temp/second" in w and "only the first entry" in w for w in warnings)
+
+
+def test_cloud_inputs_a_kubeconfig_does_not_use_are_warned_about() -> None:
+    from rollback.credentials import CloudOptions, unused_options
+    from rollback.credentials.exec_plugins import Eks
+
+    everything = CloudOptions("arn:aws:iam::1:role/r", "client", "tenant")
+    assert len(unused_options(Static(), everything)) == 3
+    assert [w.split(" ")[0] for w in unused_options(Eks("aws", "c"), everything)] == ["azure-client-id",
+                                                                                       "azure-tenant-id"]
+    assert [w.split(" ")[0] for w in unused_options(Aks("kubelogin"), everything)] == ["aws-role-arn"]
+    assert unused_options(Static(), CloudOptions()) == []

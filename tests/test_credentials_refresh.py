@@ -48,3 +48,4 @@ def test_refresh_intervals_stay_inside_each_tokens_lifetime() -> None:
     assert refresh_after(Aks("kubelogin")) == refresh_after(Gke("gke-gcloud-auth-plugin")) == 2400  # ~1 h
     assert refresh_after(OidcIdToken("t")) is None
 
+

@@ -12,7 +12,7 @@ from . import aks, eks, gke
 from .exec_plugins import Aks, AuthPlan, Eks, Gke, OidcIdToken
 from .http import CredentialError
 
-__all__ = ["CloudOptions", "CredentialError", "bearer_token"]
+__all__ = ["CloudOptions", "CredentialError", "bearer_token", "unused_options"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,17 @@ def bearer_token(plan: AuthPlan, options: CloudOptions, environ: Mapping[str, st
         on_secret(plan.id_token)
         return plan.id_token, "the id-token of the kubeconfig's oidc auth-provider"
     return None
+
+
+def unused_options(plan: AuthPlan | None, options: CloudOptions) -> list[str]:
+    """Warnings for cloud inputs the kubeconfig does not use (``plan`` None: no kubeconfig at all), so a
+    user who set one is not left believing it took effect."""
+    warnings = []
+    if options.aws_role_arn and not isinstance(plan, Eks):
+        warnings.append("aws-role-arn is set, but the kubeconfig user does not run 'aws eks get-token' or "
+                        "'aws-iam-authenticator': it is not used")
+    for name, value in (("azure-client-id", options.azure_client_id), ("azure-tenant-id", options.azure_tenant_id)):
+        if value and not isinstance(plan, Aks):
+            warnings.append(f"{name} is set, but the kubeconfig user does not run 'kubelogin get-token': it is "
+                            f"not used")
+    return warnings
