@@ -92,7 +92,12 @@ def connect(credentials: Credentials, environ: Mapping[str, str] | None = None) 
         # the caller masked the kubeconfig input's credentials before anything was printed
         return _from_kubeconfig(loaded, credentials, "kubeconfig input", env, _Masker(), mask_file=False)
     if credentials.server:
+        from .credentials import CloudOptions, unused_options
+
         connection = _from_server_token(credentials)
+        for unused in unused_options(None, CloudOptions(credentials.aws_role_arn, credentials.azure_client_id,
+                                                        credentials.azure_tenant_id)):
+            gha.warning(unused)
         warning = loopback_warning(connection.server, env)
         if warning:
             gha.warning(warning)
