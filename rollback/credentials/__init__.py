@@ -46,10 +46,10 @@ def unused_options(plan: AuthPlan | None, options: CloudOptions) -> list[str]:
     user who set one is not left believing it took effect."""
     warnings = []
     if options.aws_role_arn and not isinstance(plan, Eks):
-        warnings.append("aws-role-arn is set, but the kubeconfig user does not run 'aws eks get-token' or "
-                        "'aws-iam-authenticator': it is not used")
+        warnings.append("aws-role-arn is set, but the cluster credentials in use do not run 'aws eks "
+                        "get-token' or 'aws-iam-authenticator': it is not used")
     for name, value in (("azure-client-id", options.azure_client_id), ("azure-tenant-id", options.azure_tenant_id)):
         if value and not isinstance(plan, Aks):
-            warnings.append(f"{name} is set, but the kubeconfig user does not run 'kubelogin get-token': it is "
-                            f"not used")
+            warnings.append(f"{name} is set, but the cluster credentials in use do not run 'kubelogin "
+                            f"get-token': it is not used")
     return warnings
