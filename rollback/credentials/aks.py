@@ -46,8 +46,8 @@ def refusal(plan: Aks, client_id_input: str | None, tenant_id_input: str | None,
     client, tenant = ids_for(plan, client_id_input, tenant_id_input, environ)
     setup = ("Use Azure workload identity: give the app registration a federated credential for this "
              "repository, give the job 'permissions: id-token: write', and set the azure-client-id and "
-             "azure-tenant-id inputs (or convert the kubeconfig with 'kubelogin convert-kubeconfig -l "
-             "workloadidentity')")
+             "azure-tenant-id inputs or AZURE_CLIENT_ID/AZURE_TENANT_ID (or convert the kubeconfig with "
+             "'kubelogin convert-kubeconfig -l workloadidentity')")
     if plan.login not in NATIVE_LOGINS and not (client_id_input or environ.get("AZURE_CLIENT_ID")):
         where = ("the runner's 'az login' session lives in its ~/.azure, which is not mounted into the "
                  "container, and the az CLI is not in the image" if plan.login == "azurecli"
