@@ -6,6 +6,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .auth import Authenticators
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Knobs:
     daemonset_nodes: int = 2  # simulated nodes a DaemonSet schedules onto
     controller_sync: bool = True  # reconcile controllers before answering a write (deterministic tests)
     rbac: dict[str, Grant] | None = None  # token -> grant; None = authentication off, everything allowed
+    # EKS/JWT token authentication (kubesim/auth.py); when set, only authenticated requests are served
+    authn: Authenticators | None = None
     failures: list[FailureRule] = field(default_factory=list)
     # on_request(method, path) runs on the server thread as soon as a request's headers are read, before
     # latency, failures and routing: a request log for tests and benchmarks (bench/cold_start.py timestamps

@@ -811,12 +811,14 @@ class Api:
     # -- authorisation ---------------------------------------------------------------------------------------
 
     def authorize(self, req: Request, verb: str | None, route: Route | None) -> None:
-        rbac = self.knobs.rbac
-        if rbac is None:
+        rbac, authn = self.knobs.rbac, self.knobs.authn
+        if rbac is None and authn is None:
             return
         header = req.headers.get("Authorization") or ""
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        grant = rbac.get(token) if token else None
+        grant = rbac.get(token) if token and rbac is not None else None
+        if grant is None and token and authn is not None:
+            grant = authn.authenticate(token)  # EKS and JWT tokens (kubesim/auth.py)
         if grant is None:
             raise errors.unauthorized()
         if route is None or verb is None:

@@ -8,6 +8,7 @@ or an automatic compensation), outputs say what state each workload ended in.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -99,8 +100,13 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             connection = connect(Credentials(
                 kubeconfig=inputs.kubeconfig, context=inputs.context, server=inputs.server, token=inputs.token,
                 certificate_authority_data=inputs.certificate_authority_data,
-                insecure_skip_tls_verify=inputs.insecure_skip_tls_verify), environ)
+                insecure_skip_tls_verify=inputs.insecure_skip_tls_verify, aws_role_arn=inputs.aws_role_arn,
+                azure_client_id=inputs.azure_client_id, azure_tenant_id=inputs.azure_tenant_id), environ)
             gha.info(f"using {connection.source}: {connection.server}")
+            if not inputs.namespace:  # as kubectl: the context's namespace, else default
+                inputs = dataclasses.replace(inputs, namespace=connection.namespace or "default")
+                gha.info(f"namespace {inputs.namespace} ("
+                         f"{'from the kubeconfig context' if connection.namespace else 'the default'})")
         workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
         api = Api(connection.api_client, timeout=inputs.timeout)  # bounds every request of the step
         ctx = Context(
@@ -244,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kube-release-rollback {__version__}")
     parser.add_argument("--release", help="release identifier (version, tag or SHA); rollback: empty = previous")
-    parser.add_argument("--namespace", help="namespace (default: default)")
+    parser.add_argument("--namespace", help="namespace (default: the kubeconfig context's, else default)")
     parser.add_argument("--deployment", action="append", metavar="[KIND/]NAME",
                         help="workload, repeatable: NAME, deployment/NAME, statefulset/NAME, daemonset/NAME")
     # no argparse choices: an unknown mode is reported like every other bad input (::error naming it, exit 1)
@@ -263,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--github-environment", help="GitHub Deployments environment (default: the namespace)")
     parser.add_argument("--ref", help="git ref of GitHub Deployments (default: GITHUB_SHA)")
     parser.add_argument("--environment-url", help="URL of the deployed environment, shown by GitHub")
+    parser.add_argument("--aws-role-arn", help="EKS: IAM role to assume before minting the token")
+    parser.add_argument("--azure-client-id", help="AKS: client ID of the workload identity app")
+    parser.add_argument("--azure-tenant-id", help="AKS: tenant ID of the workload identity app")
     for name in BOOLEAN_INPUTS:
         dest = name.replace("-", "_")
         parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None)

@@ -63,7 +63,7 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
         "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all", "wait-for-lease",
         "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
-        "fail-fast",
+        "fail-fast", "aws-role-arn", "azure-client-id", "azure-tenant-id",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 
@@ -71,11 +71,12 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
 def test_defaults() -> None:
     inputs = parse()
     assert inputs == Inputs(
-        release="1.2.3", namespace="default", workloads=(WorkloadRef("Deployment", "web"),), mode=Mode.AUTO,
+        release="1.2.3", namespace="", workloads=(WorkloadRef("Deployment", "web"),), mode=Mode.AUTO,
         images=(), manifests=(), kubeconfig=None, context=None, server=None, token=None,
         certificate_authority_data=None, insecure_skip_tls_verify=False, wait=True, timeout=300.0, reason="",
         dry_run=False, rollback_on_failure=False, force_statefulset_rollback=True, block=True,
-        allow_blocked=False, github_token=None, ledger=True, fail_fast=True,
+        allow_blocked=False, github_token=None, ledger=True, fail_fast=True, aws_role_arn=None,
+        azure_client_id=None, azure_tenant_id=None,
     )
 
 
