@@ -72,7 +72,7 @@ DEPLOYMENT: dict[str, Any] = {
 
 # Modules the `mode: history` path (no github-token, no manifests) should not need before its first request.
 WATCH = (
-    "rollback.github_releases", "urllib.request", "http.client", "rollback.run", "rollback.ledger",
+    "rollback.github.releases", "urllib.request", "http.client", "rollback.run", "rollback.ledger",
     "rollback.rollout", "rollback.workloads", "rollback.manifests", "argparse",
     "kubernetes.client.models", "kubernetes.client.api", "kubernetes.dynamic", "kubernetes.stream",
     "kubernetes.watch", "kubernetes.leaderelection", "kubernetes.informer", "kubernetes.utils",

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from . import faults, serve
+from .auth import Authenticators, AwsKey
 from .knobs import Knobs
 
 
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bad-image", action="append", default=[], metavar="IMG",
                         help="an image reference whose pods never become Ready (repeatable); references containing "
                              "'broken' or 'does-not-exist' are always bad")
+    parser.add_argument("--crash-image", action="append", default=[], metavar="IMG",
+                        help="an image reference whose containers exit with code 1 each time they start and "
+                             "crash-loop (repeatable); references containing 'crash' always do")
+    parser.add_argument("--crash-limit", type=int, default=None, metavar="N",
+                        help="crashing containers crash only on their first N starts, then keep running "
+                             "(default: they crash forever)")
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN",
                         help="turn on simulated RBAC and accept this bearer token with full access as user "
                              "'kubesim-admin' (repeatable; requests without a known token get 401). The first token "
@@ -44,7 +51,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a throwaway CA made by the openssl CLI; the kubeconfig carries the "
                              "CA as certificate-authority-data")
+    parser.add_argument("--eks-cluster-id", metavar="NAME",
+                        help="accept EKS bearer tokens (k8s-aws-v1.*) minted for this cluster name: kubesim "
+                             "recomputes their SigV4 signature with the --aws-key secrets (turns authentication on)")
+    parser.add_argument("--aws-key", action="append", default=[], metavar="ACCESS_KEY_ID:SECRET:USER",
+                        help="an AWS access key whose EKS tokens authenticate as USER (repeatable)")
+    parser.add_argument("--jwt-key", metavar="KEY",
+                        help="accept HS256 JWT bearer tokens signed with KEY, as a fake cloud token endpoint "
+                             "issues them; 'sub' is the user (turns authentication on)")
+    parser.add_argument("--jwt-issuer", action="append", default=[], metavar="ISS",
+                        help="with --jwt-key: accept only these 'iss' values (repeatable; default any)")
+    parser.add_argument("--jwt-audience", action="append", default=[], metavar="AUD",
+                        help="with --jwt-key: accept only tokens with one of these 'aud' values (repeatable; "
+                             "default any)")
     return parser
+
+
+def authenticators(args: argparse.Namespace) -> Authenticators | None:
+    """The token authentication the flags ask for (None: off)."""
+    if not args.eks_cluster_id and not args.jwt_key:
+        return None
+    keys = {}
+    for given in args.aws_key:
+        key_id, _, rest = given.partition(":")
+        secret, _, user = rest.partition(":")
+        if not (key_id and secret and user):
+            raise SystemExit(f"--aws-key {key_id or given!r}: give ACCESS_KEY_ID:SECRET:USER")
+        keys[key_id] = AwsKey(secret, user)
+    return Authenticators(eks_cluster_id=args.eks_cluster_id, aws_keys=keys, jwt_key=args.jwt_key,
+                          jwt_issuers=tuple(args.jwt_issuer), jwt_audiences=tuple(args.jwt_audience))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_delay is not None:
         knobs.ready_delay = args.ready_delay
     knobs.bad_images.update(args.bad_image)
+    knobs.crash_images.update(args.crash_image)
+    knobs.crash_limit = args.crash_limit
     for token in args.token:
         knobs.grant(token, "kubesim-admin")
+    knobs.authn = authenticators(args)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

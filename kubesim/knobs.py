@@ -6,6 +6,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .auth import Authenticators
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Grant:
 
 
 DEFAULT_BAD_MARKERS = ("broken", "does-not-exist")
+DEFAULT_CRASH_MARKERS = ("crash",)
 
 
 @dataclass
@@ -62,10 +67,16 @@ class Knobs:
     ready_delay: float = 0.3  # simulated seconds from pod creation to Ready
     bad_markers: tuple[str, ...] = DEFAULT_BAD_MARKERS  # image references containing these never become Ready
     bad_images: set[str] = field(default_factory=set)  # exact image references that never become Ready
+    # image references containing these (or listed exactly) start, exit with code 1 and crash-loop
+    crash_markers: tuple[str, ...] = DEFAULT_CRASH_MARKERS
+    crash_images: set[str] = field(default_factory=set)
+    crash_limit: int | None = None  # crashing containers crash this many times, then run (None: forever)
     latency: float = 0.0  # real seconds added before answering each request
     daemonset_nodes: int = 2  # simulated nodes a DaemonSet schedules onto
     controller_sync: bool = True  # reconcile controllers before answering a write (deterministic tests)
     rbac: dict[str, Grant] | None = None  # token -> grant; None = authentication off, everything allowed
+    # EKS/JWT token authentication (kubesim/auth.py); when set, only authenticated requests are served
+    authn: Authenticators | None = None
     failures: list[FailureRule] = field(default_factory=list)
     # on_request(method, path) runs on the server thread as soon as a request's headers are read, before
     # latency, failures and routing: a request log for tests and benchmarks (bench/cold_start.py timestamps
@@ -76,6 +87,12 @@ class Knobs:
 
     def image_is_bad(self, image: str) -> bool:
         return image in self.bad_images or any(marker in image for marker in self.bad_markers)
+
+    def image_crashes(self, image: str) -> bool:
+        """Does a container of this image exit with code 1 each time it starts (and it can be pulled)?"""
+        if self.image_is_bad(image):
+            return False
+        return image in self.crash_images or any(marker in image for marker in self.crash_markers)
 
     def fail_next(self, count: int = 1, method: str = "*", path: str = ".*", status: int | None = 500,
                   drop: bool = False, after_events: int = 0, retry_after: int | None = None,

@@ -41,8 +41,9 @@ NAMESPACES = ResourceType("", "v1", "Namespace", "namespaces", "namespace", name
                           short_names=("ns",), subresources=("status",),
                           verbs=("create", "delete", "get", "list", "patch", "update", "watch"))
 CONFIGMAPS = ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", short_names=("cm",))
+SECRETS = ResourceType("", "v1", "Secret", "secrets", "secret")
 EVENTS = ResourceType("", "v1", "Event", "events", "event", short_names=("ev",))
-PODS = ResourceType("", "v1", "Pod", "pods", "pod", short_names=("po",), subresources=("status",),
+PODS = ResourceType("", "v1", "Pod", "pods", "pod", short_names=("po",), subresources=("status", "log"),
                     categories=("all",))
 DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments", "deployment", short_names=("deploy",),
                            subresources=("status", "scale"), categories=("all",))
@@ -62,7 +63,7 @@ HORIZONTALPODAUTOSCALERS = ResourceType("autoscaling", "v2", "HorizontalPodAutos
 LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease")
 
 RESOURCES: tuple[ResourceType, ...] = (
-    NAMESPACES, CONFIGMAPS, EVENTS, PODS,
+    NAMESPACES, CONFIGMAPS, SECRETS, EVENTS, PODS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLERREVISIONS,
     SECRETS, HORIZONTALPODAUTOSCALERS, LEASES,
 )

@@ -127,9 +127,18 @@ def labels_match(reqs: list[Requirement], labels: Mapping[str, str] | None) -> b
     return all(req.matches(labels) for req in reqs)
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 FIELD_GETTERS: dict[str, Callable[[Obj], str | None]] = {
     "metadata.name": lambda o: o.get("metadata", {}).get("name"),
     "metadata.namespace": lambda o: o.get("metadata", {}).get("namespace"),
+    # Events (kubectl describe finds an object's events with these)
+    **{f"involvedObject.{name}": (lambda key: lambda o: _text((o.get("involvedObject") or {}).get(key)))(name)
+       for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+    "reason": lambda o: _text(o.get("reason")),
+    "type": lambda o: _text(o.get("type")),
 }
 
 

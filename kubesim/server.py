@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import defaults, errors, faults, patching, selectors
+from . import defaults, errors, faults, patching, pods, selectors
 from .clock import Clock
 from .knobs import FailureRule, Knobs
 from .resources import (
@@ -145,6 +145,10 @@ def _subresource_kind(rt: ResourceType, sub: str) -> tuple[str, str, str]:
     return rt.group, rt.version, rt.kind
 
 
+def _subresource_verbs(sub: str) -> list[str]:
+    return ["get"] if sub == "log" else list(SUBRESOURCE_VERBS)
+
+
 def api_resource_list(group: str, version: str) -> Obj:
     resources: list[Obj] = []
     for rt in _resources_in(group, version):
@@ -158,7 +162,7 @@ def api_resource_list(group: str, version: str) -> Obj:
         for sub in rt.subresources:
             sub_group, sub_version, sub_kind = _subresource_kind(rt, sub)
             sub_entry: Obj = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                              "kind": sub_kind, "verbs": list(SUBRESOURCE_VERBS)}
+                              "kind": sub_kind, "verbs": _subresource_verbs(sub)}
             if sub == "scale":
                 sub_entry["group"] = sub_group
                 sub_entry["version"] = sub_version
@@ -187,7 +191,7 @@ def _discovery_group(group: str) -> Obj:
                 sub_group, sub_version, sub_kind = _subresource_kind(rt, sub)
                 subs.append({"subresource": sub,
                              "responseKind": {"group": sub_group, "version": sub_version, "kind": sub_kind},
-                             "verbs": list(SUBRESOURCE_VERBS)})
+                             "verbs": _subresource_verbs(sub)})
             if subs:
                 entry["subresources"] = subs
             resources.append(entry)
@@ -562,9 +566,8 @@ def _columns(rt: ResourceType, now: float) -> list[Column]:
                 age] + _wide_columns()
     if rt is PODS:
         return [name, ("Ready", "string", 0, _pod_ready),
-                ("Status", "string", 0, lambda o: (o.get("status") or {}).get("phase") or "Unknown"),
-                ("Restarts", "string", 0, lambda o: str(sum(int(c.get("restartCount") or 0) for c in (
-                    (o.get("status") or {}).get("containerStatuses") or [])))), age,
+                ("Status", "string", 0, pods.display_status),
+                ("Restarts", "string", 0, lambda o: pods.restarts_text(o, now, human_duration)), age,
                 ("IP", "string", 1, lambda o: (o.get("status") or {}).get("podIP") or "<none>"),
                 ("Node", "string", 1, lambda o: (o.get("spec") or {}).get("nodeName") or "<none>")]
     if rt is CONFIGMAPS:
@@ -808,12 +811,14 @@ class Api:
     # -- authorisation ---------------------------------------------------------------------------------------
 
     def authorize(self, req: Request, verb: str | None, route: Route | None) -> None:
-        rbac = self.knobs.rbac
-        if rbac is None:
+        rbac, authn = self.knobs.rbac, self.knobs.authn
+        if rbac is None and authn is None:
             return
         header = req.headers.get("Authorization") or ""
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        grant = rbac.get(token) if token else None
+        grant = rbac.get(token) if token and rbac is not None else None
+        if grant is None and token and authn is not None:
+            grant = authn.authenticate(token)  # EKS and JWT tokens (kubesim/auth.py)
         if grant is None:
             raise errors.unauthorized()
         if route is None or verb is None:
@@ -1147,6 +1152,10 @@ class Api:
 
     def handle_subresource(self, req: Request, route: Route, verb: str) -> tuple[int, Any, str]:
         rt, name, sub = route.rt, route.name or "", route.subresource
+        if sub == "log":
+            if verb != "get":
+                raise errors.method_not_allowed()
+            return 200, pods.log_text(self.store.get(rt, route.namespace, name), req.query), "text/plain"
         if verb not in SUBRESOURCE_VERBS:
             raise errors.method_not_allowed()
         current = self.store.get(rt, route.namespace, name)
@@ -1316,7 +1325,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: Any, content_type: str = "application/json", retry_after: int | None = None
               ) -> None:
-        encoded = encode_json(body)
+        encoded = body if isinstance(body, bytes) else encode_json(body)
         data = encoded if self.command != "HEAD" else b""
         self.send_response(code)
         self.send_header("Content-Type", content_type)

@@ -8,6 +8,7 @@ or an automatic compensation), outputs say what state each workload ended in.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -21,7 +22,8 @@ from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, sec
 from .report import RunReport
 
 if TYPE_CHECKING:
-    from .github_releases import GitHubReleases
+    from .github.deployments import Recorder
+    from .github.releases import GitHubReleases
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,7 +32,8 @@ EXIT_RESTORED = 2
 SECRET_INPUTS = ("kubeconfig", "token", "github-token", "certificate-authority-data")
 BOOLEAN_INPUTS = ("wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block",
                   "allow-blocked", "insecure-skip-tls-verify", "ledger", "allow-managed", "annotate-only",
-                  "images-apply-to-all", "wait-for-lease")
+                  "images-apply-to-all", "wait-for-lease", "github-deployments", "production-environment",
+                  "fail-fast")
 REPEATABLE_INPUTS = ("deployment", "images", "manifests")
 
 
@@ -97,14 +100,20 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             connection = connect(Credentials(
                 kubeconfig=inputs.kubeconfig, context=inputs.context, server=inputs.server, token=inputs.token,
                 certificate_authority_data=inputs.certificate_authority_data,
-                insecure_skip_tls_verify=inputs.insecure_skip_tls_verify), environ)
+                insecure_skip_tls_verify=inputs.insecure_skip_tls_verify, aws_role_arn=inputs.aws_role_arn,
+                azure_client_id=inputs.azure_client_id, azure_tenant_id=inputs.azure_tenant_id), environ)
             gha.info(f"using {connection.source}: {connection.server}")
+            if not inputs.namespace:  # as kubectl: the context's namespace, else default
+                inputs = dataclasses.replace(inputs, namespace=connection.namespace or "default")
+                gha.info(f"namespace {inputs.namespace} ("
+                         f"{'from the kubeconfig context' if connection.namespace else 'the default'})")
         workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
         api = Api(connection.api_client, timeout=inputs.timeout)  # bounds every request of the step
         ctx = Context(
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
             releases=_releases(inputs, environ),
+            deployments=_deployments(inputs, environ, connection.server),
             manifest_loader=lambda given: manifests.load(given.manifests, workspace),
             leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation)
         with cancellation.installed():
@@ -140,7 +149,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     if report is not None:
         if report.error and code == EXIT_OK:
             gha.error(gha.escape_log(report.error))
-            code = EXIT_RESTORED if report.rolled_back or _all_compensated(report) else EXIT_FAILED
+            restored = report.rolled_back and report.failed_release is not None  # a failed deploy put back
+            code = EXIT_RESTORED if restored or _all_compensated(report) else EXIT_FAILED
         values = outputs(report)
         for name, value in values.items():
             gha.set_output(name, value, environ=environ)
@@ -153,7 +163,7 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
 
 def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | None:
     """GitHub Releases of GITHUB_REPOSITORY (GITHUB_API_URL: GitHub Enterprise works), when a token is given."""
-    from .github_releases import GitHubReleases
+    from .github.releases import GitHubReleases
 
     if not inputs.github_token:
         return None
@@ -161,6 +171,28 @@ def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | No
         gha.notice("github-token is set but GITHUB_REPOSITORY is not: GitHub Releases are not checked or marked")
         return None
     return GitHubReleases.from_env(environ, inputs.github_token)
+
+
+def _deployments(inputs: Inputs, environ: Mapping[str, str], server: str) -> Recorder | None:
+    """GitHub Deployments of GITHUB_REPOSITORY in the environment (default: the namespace), when a token is
+    given and github-deployments is true."""
+    from urllib.parse import urlsplit
+
+    from .github.client import GitHubClient
+    from .github.deployments import GitHubDeployments, Recorder, Target
+
+    if not inputs.github_token or not inputs.github_deployments or not environ.get("GITHUB_REPOSITORY"):
+        return None
+    from .ledger import GitHubContext
+
+    target = Target(environment=inputs.github_environment or inputs.namespace,
+                    ref=inputs.ref or environ.get("GITHUB_SHA") or environ.get("GITHUB_REF_NAME") or "HEAD",
+                    log_url=GitHubContext.from_env(environ).run_url, environment_url=inputs.environment_url,
+                    production=inputs.production_environment)
+    api = GitHubDeployments(GitHubClient.from_env(environ, inputs.github_token), environ["GITHUB_REPOSITORY"])
+    payload = {"workloads": [str(w) for w in inputs.workloads], "namespace": inputs.namespace,
+               "cluster": urlsplit(server).hostname or ""}
+    return Recorder(api, target, payload)
 
 
 def _failed_report(inputs: Inputs, message: str, err: BaseException | None = None) -> RunReport:
@@ -218,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kube-release-rollback {__version__}")
     parser.add_argument("--release", help="release identifier (version, tag or SHA); rollback: empty = previous")
-    parser.add_argument("--namespace", help="namespace (default: default)")
+    parser.add_argument("--namespace", help="namespace (default: the kubeconfig context's, else default)")
     parser.add_argument("--deployment", action="append", metavar="[KIND/]NAME",
                         help="workload, repeatable: NAME, deployment/NAME, statefulset/NAME, daemonset/NAME")
     # no argparse choices: an unknown mode is reported like every other bad input (::error naming it, exit 1)
@@ -233,7 +265,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--certificate-authority-data", help="base64 PEM CA for --server")
     parser.add_argument("--timeout", help="Go-style duration bounding the whole run (default 5m)")
     parser.add_argument("--reason", help="why: recorded with a rollback")
-    parser.add_argument("--github-token", help="token to mark blocked GitHub Releases")
+    parser.add_argument("--github-token", help="token to mark blocked GitHub Releases and record GitHub Deployments")
+    parser.add_argument("--github-environment", help="GitHub Deployments environment (default: the namespace)")
+    parser.add_argument("--ref", help="git ref of GitHub Deployments (default: GITHUB_SHA)")
+    parser.add_argument("--environment-url", help="URL of the deployed environment, shown by GitHub")
+    parser.add_argument("--aws-role-arn", help="EKS: IAM role to assume before minting the token")
+    parser.add_argument("--azure-client-id", help="AKS: client ID of the workload identity app")
+    parser.add_argument("--azure-tenant-id", help="AKS: tenant ID of the workload identity app")
     for name in BOOLEAN_INPUTS:
         dest = name.replace("-", "_")
         parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None)

@@ -2,29 +2,42 @@
 
 Order of precedence: the ``kubeconfig`` input (content), the ``server`` + ``token`` inputs, the ``KUBECONFIG``
 environment variable (one path or a ``:``-separated list), the in-cluster service account, ``~/.kube/config``.
-Nothing here prints credentials; the caller masks them before anything is logged.
+
+A kubeconfig user that runs an exec plugin or names an auth-provider is never handed to the Kubernetes client
+as it is (the client would run the plugin): ``credentials.exec_plugins`` decides which native cloud path
+satisfies it, ``credentials`` mints the bearer token, and any other plugin is refused before any request.
+Every credential read from a kubeconfig file or minted here is masked (``::add-mask::``) as soon as it is
+known; the ``kubeconfig`` input is masked by the caller, before anything is printed. Certificate files the
+client needs go into one private temporary directory, removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
+import copy
+import ipaddress
 import json
 import os
+import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import urllib3
 import yaml
 
-from . import transport
+from . import gha, transport
 
 REQUEST_TIMEOUT = 30.0  # seconds, for every non-watch API request
 PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"  # Accept: metadata only
 UNREACHABLE = 0  # ApiFailure.status when the API server gave no answer at all
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+CONTAINER_WORKSPACE = "/github/workspace"  # GITHUB_WORKSPACE inside a container action (actions/runner)
 
 
 class ClusterConfigError(Exception):
@@ -44,6 +57,9 @@ class Credentials:
     token: str | None = None
     certificate_authority_data: str | None = None  # base64 PEM, as in a kubeconfig
     insecure_skip_tls_verify: bool = False
+    aws_role_arn: str | None = None  # EKS: assume this role before minting the token
+    azure_client_id: str | None = None  # AKS: workload identity app
+    azure_tenant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,20 @@ class Connection:
     api_client: Any  # kubernetes.client.ApiClient
     source: str  # where the credentials came from, safe to print
     server: str  # API server URL, safe to print
+    namespace: str | None = None  # the namespace the kubeconfig context (or service account) names
+
+
+@dataclass
+class _Masker:
+    """Masks each credential once (a repeated ``::add-mask::`` line is noise)."""
+
+    seen: set[str] = field(default_factory=set)
+
+    def __call__(self, value: str) -> None:
+        value = value.strip()
+        if value and value not in self.seen:
+            self.seen.add(value)
+            gha.add_mask(value)
 
 
 def connect(credentials: Credentials, environ: Mapping[str, str] | None = None) -> Connection:
@@ -59,11 +89,23 @@ def connect(credentials: Credentials, environ: Mapping[str, str] | None = None) 
 
     env = os.environ if environ is None else environ
     if credentials.kubeconfig:
-        return _from_kubeconfig_content(credentials.kubeconfig, credentials.context)
+        loaded = decode_kubeconfig(credentials.kubeconfig)
+        # the caller masked the kubeconfig input's credentials before anything was printed
+        return _from_kubeconfig(loaded, credentials, "kubeconfig input", env, _Masker(), mask_file=False)
     if credentials.server:
-        return _from_server_token(credentials)
+        from .credentials import CloudOptions, unused_options
+
+        connection = _from_server_token(credentials)
+        for unused in unused_options(None, CloudOptions(credentials.aws_role_arn, credentials.azure_client_id,
+                                                        credentials.azure_tenant_id)):
+            gha.warning(unused)
+        warning = loopback_warning(connection.server, env)
+        if warning:
+            gha.warning(warning)
+        return connection
     if env.get("KUBECONFIG"):
-        return _from_kubeconfig_files(env["KUBECONFIG"], credentials.context, "KUBECONFIG")
+        loaded = read_kubeconfig_files(env["KUBECONFIG"], "KUBECONFIG", env)
+        return _from_kubeconfig(loaded, credentials, "KUBECONFIG", env, _Masker())
     if env.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
         try:
@@ -71,10 +113,12 @@ def connect(credentials: Credentials, environ: Mapping[str, str] | None = None) 
         except config.ConfigException as err:
             raise ClusterConfigError("kubeconfig", f"in-cluster configuration failed: {err}. Set the kubeconfig "
                                                    f"input or mount a service account token.") from err
-        return Connection(client.ApiClient(configuration), "in-cluster service account", configuration.host)
+        return Connection(client.ApiClient(configuration), "in-cluster service account", configuration.host,
+                          _read_text(SERVICE_ACCOUNT_NAMESPACE))
     home_config = os.path.join(env.get("HOME", os.path.expanduser("~")), ".kube", "config")
     if os.path.isfile(home_config):
-        return _from_kubeconfig_files(home_config, credentials.context, "~/.kube/config")
+        loaded = read_kubeconfig_files(home_config, "~/.kube/config", env)
+        return _from_kubeconfig(loaded, credentials, "~/.kube/config", env, _Masker())
     raise ClusterConfigError(
         "kubeconfig",
         "no cluster credentials found: set the kubeconfig input (kubeconfig file content, plain or base64), "
@@ -101,43 +145,218 @@ def decode_kubeconfig(text: str) -> dict[str, Any]:
                                            "list) nor base64 of one")
 
 
-def _from_kubeconfig_content(text: str, context: str | None) -> Connection:
-    from kubernetes import client, config
+# -- the private directory for certificate files ----------------------------------------------------------------
 
-    loaded = decode_kubeconfig(text)
-    _check_context(loaded, context, "kubeconfig input")
-    configuration = client.Configuration()
-    try:
-        # temp_file_path keeps certificate files out of the workspace
-        config.load_kube_config_from_dict(loaded, context=context, client_configuration=configuration,
-                                          persist_config=False, temp_file_path=tempfile.gettempdir())
-    except (config.ConfigException, KeyError, TypeError, ValueError) as err:
-        raise ClusterConfigError("kubeconfig", f"the kubeconfig input cannot be used: {err}") from err
-    return Connection(client.ApiClient(configuration), _describe("kubeconfig input", context), configuration.host)
+_private_dir: str | None = None
 
 
-def _from_kubeconfig_files(paths: str, context: str | None, source: str) -> Connection:
-    from kubernetes import client, config
+def private_dir() -> str:
+    """A directory only this user can read (``mkdtemp`` makes it 0700), removed when the process exits."""
+    global _private_dir
+    if _private_dir is None or not os.path.isdir(_private_dir):
+        _private_dir = tempfile.mkdtemp(prefix="kube-release-rollback-")
+        atexit.register(remove_private_dir)
+    return _private_dir
 
+
+def remove_private_dir() -> None:
+    global _private_dir
+    if _private_dir is not None:
+        shutil.rmtree(_private_dir, ignore_errors=True)
+        _private_dir = None
+
+
+# -- kubeconfig files -------------------------------------------------------------------------------------------
+
+_PATH_KEYS = {"cluster": ("certificate-authority",), "user": ("client-certificate", "client-key", "tokenFile")}
+
+
+def is_container_action(environ: Mapping[str, str]) -> bool:
+    """Running as the container of a GitHub container action: the runner sets GITHUB_WORKSPACE to the
+    container path (actions/runner ContainerActionHandler). A ``python -m rollback`` step on the runner
+    itself sees the host path."""
+    return environ.get("GITHUB_ACTIONS") == "true" and environ.get("GITHUB_WORKSPACE") == CONTAINER_WORKSPACE
+
+
+def missing_path_hint(path: str, index: int, environ: Mapping[str, str]) -> str:
+    """Why a KUBECONFIG entry is not visible here, and what to do (a pure function of the facts)."""
+    fix = ("write the kubeconfig into the workspace (GITHUB_WORKSPACE) and point KUBECONFIG there, or pass its "
+           "content as the kubeconfig input")
+    if index > 0:
+        return (f"{path} does not exist here: the runner translates only the first entry of a ':'-separated "
+                f"KUBECONFIG into the container's paths; {fix}")
+    if is_container_action(environ) and not path.startswith("/github/"):
+        return (f"{path} does not exist in the action's container: it is a path on the runner, and the container "
+                f"sees only /github/workspace, /github/home and, on runner 2.331 or later, RUNNER_TEMP as "
+                f"/github/runner_temp (2.329-2.330: behind a feature flag; older: not at all); {fix}")
+    return f"{path} does not exist or is not a readable file; {fix}"
+
+
+def read_kubeconfig_files(paths: str, source: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read and merge the kubeconfig files as kubectl does: the first file to define a cluster, user or
+    context name wins, and the first non-empty current-context wins. Relative file paths inside a file are
+    made absolute against that file's directory. Missing entries are skipped (kubectl does too), with a
+    warning in a container action, where they are usually a path the runner did not translate."""
     files = [p for p in paths.split(os.pathsep) if p]
-    readable = [p for p in files if os.path.isfile(p)]
-    if not readable:
-        raise ClusterConfigError("kubeconfig", f"{source} points at {len(files)} path(s), none of which is a "
-                                               f"readable file; a container action only sees files in the "
-                                               f"workspace or RUNNER_TEMP")
-    if len(readable) == 1:
+    loaded: list[tuple[str, dict[str, Any]]] = []
+    missing: list[str] = []
+    for index, path in enumerate(files):
+        if not os.path.isfile(path):
+            missing.append(missing_path_hint(path, index, environ))
+            continue
         try:
-            with open(readable[0], encoding="utf-8") as handle:
-                _check_context(yaml.safe_load(handle) or {}, context, source)
+            with open(path, encoding="utf-8") as handle:
+                content = yaml.safe_load(handle) or {}
         except (OSError, yaml.YAMLError) as err:
-            raise ClusterConfigError("kubeconfig", f"{source} could not be read: {err.__class__.__name__}") from err
+            raise ClusterConfigError("kubeconfig", f"{source} entry {path} could not be read: "
+                                                   f"{err.__class__.__name__}") from err
+        if not isinstance(content, dict):
+            raise ClusterConfigError("kubeconfig", f"{source} entry {path} is not a kubeconfig (a YAML mapping)")
+        loaded.append((path, content))
+    if not loaded:
+        raise ClusterConfigError("kubeconfig", f"{source} names no readable kubeconfig: " + "; ".join(missing))
+    if missing and is_container_action(environ):
+        for hint in missing:
+            gha.warning(gha.escape_log(f"{source}: {hint}"))
+    return merge_kubeconfigs(loaded)
+
+
+def merge_kubeconfigs(files: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    for path, content in files:
+        base = os.path.dirname(os.path.abspath(path))
+        for section, inner in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
+            known = {entry.get("name") for entry in merged[section]}
+            for entry in content.get(section) or []:
+                if not isinstance(entry, dict) or entry.get("name") in known:
+                    continue
+                entry = copy.deepcopy(entry)
+                body = entry.get(inner)
+                for key in _PATH_KEYS.get(inner, ()):
+                    if isinstance(body, dict) and isinstance(body.get(key), str) and body[key] \
+                            and not os.path.isabs(body[key]):
+                        body[key] = os.path.join(base, body[key])
+                merged[section].append(entry)
+                known.add(entry.get("name"))
+        if content.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = content["current-context"]
+    return merged
+
+
+# -- from a parsed kubeconfig to a client -------------------------------------------------------------------------
+
+
+def _named(loaded: Mapping[str, Any], section: str, name: Any) -> dict[str, Any] | None:
+    for entry in loaded.get(section) or []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return entry
+    return None
+
+
+def selected(loaded: Mapping[str, Any], context: str | None) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """(context name, its context mapping, its user mapping) of the context kubectl would use."""
+    name = context or loaded.get("current-context")
+    entry = _named(loaded, "contexts", name) if name else None
+    body: dict[str, Any] = {}
+    if entry is not None and isinstance(entry.get("context"), dict):
+        body = entry["context"]
+    user_entry = _named(loaded, "users", body.get("user")) if body.get("user") else None
+    user: dict[str, Any] = {}
+    if user_entry is not None and isinstance(user_entry.get("user"), dict):
+        user = user_entry["user"]
+    return (str(name) if name else None), body, user
+
+
+def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: str, environ: Mapping[str, str],
+                     mask: _Masker, mask_file: bool = True) -> Connection:
+    from kubernetes import client, config
+
+    from . import credentials as cloud
+    from .credentials.exec_plugins import Unsupported, classify, unsupported_message
+    from .credentials.masking import credential_values
+    from .credentials.refresh import RefreshingToken, refresh_after
+
+    if mask_file:
+        for value in credential_values(loaded):
+            mask(value)
+    context = credentials.context
+    _check_context(loaded, context, source)
+    context_name, context_body, user = selected(loaded, context)
+    plan = classify(user)
+    if isinstance(plan, Unsupported):
+        raise ClusterConfigError("kubeconfig", unsupported_message(str(context_body.get("user") or ""), plan))
+    options = cloud.CloudOptions(credentials.aws_role_arn, credentials.azure_client_id, credentials.azure_tenant_id)
+    for unused in cloud.unused_options(plan, options):
+        gha.warning(unused)
+    try:
+        minted = cloud.bearer_token(plan, options, environ, mask)
+    except cloud.CredentialError as err:
+        raise ClusterConfigError(err.input_name, err.message) from None
+    how = ""
+    if minted is not None:
+        loaded = with_bearer_token(loaded, str(context_body.get("user")), minted[0])
+        how = f", {minted[1]}"
     configuration = client.Configuration()
     try:
-        config.load_kube_config(config_file=os.pathsep.join(readable), context=context,
-                                client_configuration=configuration, persist_config=False)
+        config.load_kube_config_from_dict(loaded, context=context_name, client_configuration=configuration,
+                                          persist_config=False, temp_file_path=private_dir())
     except (config.ConfigException, KeyError, TypeError, ValueError) as err:
-        raise ClusterConfigError("kubeconfig", f"{source} cannot be used: {err}") from err
-    return Connection(client.ApiClient(configuration), _describe(source, context), configuration.host)
+        raise ClusterConfigError("kubeconfig", f"the {source} cannot be used: {err}") from err
+    if minted is not None:
+        every = refresh_after(plan)
+        if every is not None:
+            def mint_again() -> str:
+                again = cloud.bearer_token(plan, options, environ, mask)
+                if again is None:  # not for a plan that minted once; say so rather than send no token
+                    raise cloud.CredentialError("kubeconfig", "the token could not be minted again")
+                return again[0]
+
+            renewing = RefreshingToken(minted[0], mint_again, every, lambda text: gha.warning(gha.escape_log(text)))
+            # replaces the loader's hook, which would only set the same token again
+            configuration.refresh_api_key_hook = renewing.hook  # type: ignore[assignment]
+    warning = loopback_warning(configuration.host, environ)
+    if warning:
+        gha.warning(warning)
+    namespace = context_body.get("namespace")
+    return Connection(client.ApiClient(configuration), _describe(source, context) + how, configuration.host,
+                      str(namespace) if namespace else None)
+
+
+def with_bearer_token(loaded: Mapping[str, Any], user_name: str, token: str) -> dict[str, Any]:
+    """A copy where the user authenticates with ``token`` instead of its exec plugin or auth-provider
+    (client certificates, if any, stay)."""
+    result = copy.deepcopy(dict(loaded))
+    for entry in result.get("users") or []:
+        if isinstance(entry, dict) and entry.get("name") == user_name and isinstance(entry.get("user"), dict):
+            user = {k: v for k, v in entry["user"].items() if k not in ("exec", "auth-provider", "tokenFile")}
+            user["token"] = token
+            entry["user"] = user
+    return result
+
+
+def loopback_warning(server: str, environ: Mapping[str, str]) -> str | None:
+    """A container action cannot reach the runner's loopback; say so (only there: the CLI on the runner can)."""
+    if not is_container_action(environ):
+        return None
+    host = urllib.parse.urlsplit(server).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    return (f"the API server is {server}, a loopback address: inside this action's container that is the "
+            f"container itself, not the runner, so the connection will fail. For kind, create the cluster "
+            f"with networking.apiServerAddress set to an address of the runner (e.g. its docker0 IP) and use "
+            f"that in the kubeconfig")
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
 
 
 def _from_server_token(credentials: Credentials) -> Connection:
@@ -158,7 +377,7 @@ def _from_server_token(credentials: Credentials) -> Connection:
         except ValueError as err:
             raise ClusterConfigError("certificate-authority-data", "certificate-authority-data must be base64 of "
                                                                    "a PEM certificate") from err
-        handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False)
+        handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False, dir=private_dir())
         with handle:
             handle.write(pem)
         configuration.ssl_ca_cert = handle.name

@@ -25,12 +25,15 @@ INPUT_NAMES: tuple[str, ...] = (
     "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked", "github-token", "ledger",
     "allow-managed", "annotate-only", "images-apply-to-all",
     "wait-for-lease",
+    "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
+    "fail-fast",
+    "aws-role-arn", "azure-client-id", "azure-tenant-id",
 )
 
 SECRET_INPUTS = frozenset({"kubeconfig", "token", "github-token", "certificate-authority-data"})
 
 DEFAULTS: Mapping[str, str] = {
-    "namespace": "default",
+    "namespace": "",  # empty: the kubeconfig context's namespace, else "default" (as kubectl)
     "mode": "auto",
     "insecure-skip-tls-verify": "false",
     "wait": "true",
@@ -45,6 +48,8 @@ DEFAULTS: Mapping[str, str] = {
     "annotate-only": "false",
     "images-apply-to-all": "false",
     "wait-for-lease": "false",
+    "github-deployments": "true",
+    "fail-fast": "true",
 }
 
 MAX_RELEASE_LENGTH = 253
@@ -145,6 +150,15 @@ class Inputs:
     annotate_only: bool = False
     images_apply_to_all: bool = False
     wait_for_lease: bool = False  # another run holds a workload's lease: wait for it (within timeout)
+    github_deployments: bool = True  # with github-token: record GitHub Deployments (rollback/github/deployments.py)
+    github_environment: str | None = None  # None: the namespace
+    ref: str | None = None  # None: GITHUB_SHA
+    environment_url: str | None = None
+    production_environment: bool | None = None  # None: GitHub's default (true for an environment "production")
+    fail_fast: bool = True  # stop waiting as soon as a pod of the new revision will not recover
+    aws_role_arn: str | None = None  # EKS: role to assume (with AWS_* keys, or with GitHub OIDC without them)
+    azure_client_id: str | None = None  # AKS: workload identity app registration
+    azure_tenant_id: str | None = None
 
 
 def _given(name: str, raw: str) -> str:
@@ -216,7 +230,8 @@ def parse_release(raw: str) -> str:
 
 
 def parse_namespace(raw: str) -> str:
-    if len(raw) > 63 or not DNS_LABEL.fullmatch(raw):
+    """Empty means "the kubeconfig context's namespace, else default", resolved once connected."""
+    if raw and (len(raw) > 63 or not DNS_LABEL.fullmatch(raw)):
         raise InputError(
             "namespace",
             f"{_given('namespace', raw)}; a namespace is a DNS-1123 label: at most 63 lowercase letters, "
@@ -381,6 +396,37 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def parse_github_environment(raw: str) -> str:
+    """A GitHub environment name as the Environments settings page accepts it: 1 to 255 characters, no control
+    characters (GitHub compares names case-insensitively)."""
+    if len(raw) > 255:
+        raise InputError("github-environment", f"is {len(raw)} characters long; GitHub allows at most 255")
+    if _CONTROL.search(raw):
+        raise InputError("github-environment", "contains control characters; use the environment's name as "
+                         "shown on the repository's Environments page")
+    return raw
+
+
+def parse_ref(raw: str) -> str:
+    """A git ref for GitHub Deployments: a branch, tag or commit SHA (no spaces or control characters)."""
+    if len(raw) > 255 or any(c.isspace() for c in raw) or _CONTROL.search(raw):
+        raise InputError("ref", f"{_given('ref', raw)}; use a branch, tag or commit SHA (no spaces, at most 255 "
+                         "characters), or leave it empty for the workflow's commit (GITHUB_SHA)")
+    return raw
+
+
+def parse_environment_url(raw: str) -> str:
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in raw):
+        raise InputError("environment-url", f"{_given('environment-url', raw)}; use an http:// or https:// URL "
+                         "of the deployed environment, e.g. https://staging.example.com")
+    return raw
+
+
+def parse_optional_bool(name: str, raw: str) -> bool | None:
+    return parse_bool(name, raw) if raw else None
+
+
 def from_mapping(values: Mapping[str, str]) -> Inputs:
     """Parse raw input strings keyed by kebab-case input name; missing or empty values take the defaults.
 
@@ -425,6 +471,15 @@ def from_mapping(values: Mapping[str, str]) -> Inputs:
         annotate_only=parse_bool("annotate-only", raw["annotate-only"]),
         images_apply_to_all=parse_bool("images-apply-to-all", raw["images-apply-to-all"]),
         wait_for_lease=parse_bool("wait-for-lease", raw["wait-for-lease"]),
+        github_deployments=parse_bool("github-deployments", raw["github-deployments"]),
+        github_environment=optional("github-environment", parse_github_environment),
+        ref=optional("ref", parse_ref),
+        environment_url=optional("environment-url", parse_environment_url),
+        production_environment=parse_optional_bool("production-environment", raw["production-environment"]),
+        fail_fast=parse_bool("fail-fast", raw["fail-fast"]),
+        aws_role_arn=optional("aws-role-arn", parse_aws_role_arn),
+        azure_client_id=optional("azure-client-id", parse_azure_client_id),
+        azure_tenant_id=optional("azure-tenant-id", parse_azure_tenant_id),
     )
     validate_for_mode(inputs)
     return inputs
@@ -475,19 +530,49 @@ def validate_for_mode(inputs: Inputs) -> None:
                 raise InputError(name, "is only used together with server; set server to the API server URL")
 
 
-_KUBECONFIG_SECRET_KEYS = re.compile(
-    r"""^[ \t-]*["']?(token|client-key-data|client-certificate-data|password)["']?[ \t]*:[ \t]*(\S+)""",
-    re.MULTILINE,
-)
-
-
 def secret_values(inputs: Inputs) -> tuple[str, ...]:
-    """Values to pass to ``gha.add_mask``: the secret inputs and the credentials inside the kubeconfig.
+    """Values to pass to ``gha.add_mask``: the secret inputs and every credential inside the kubeconfig input,
+    found by walking the parsed YAML (``rollback.credentials.masking``), so flow style, folded scalars, OIDC
+    tokens and exec ``env`` values are found too.
 
     The kubeconfig as a whole is not returned: masking each of its lines would also hide common lines such
     as ``kind: Config``.
     """
+    import yaml  # lazy, like the walk: only needed with a kubeconfig input
+
+    from rollback.credentials.masking import credential_values
+
     values = [inputs.token, inputs.github_token]
     if inputs.kubeconfig:
-        values += [m.group(2).strip("\"'") for m in _KUBECONFIG_SECRET_KEYS.finditer(inputs.kubeconfig)]
+        try:
+            loaded = yaml.safe_load(inputs.kubeconfig)
+        except yaml.YAMLError:
+            loaded = None  # not a kubeconfig: connecting refuses it without showing it
+        if isinstance(loaded, dict):
+            values += credential_values(loaded)
     return tuple(dict.fromkeys(value for value in values if value))
+
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def parse_aws_role_arn(raw: str) -> str:
+    if not _ROLE_ARN.fullmatch(raw):
+        raise InputError("aws-role-arn", f"{_given('aws-role-arn', raw)}; give an IAM role ARN like "
+                                         f"arn:aws:iam::123456789012:role/deployer")
+    return raw
+
+
+def parse_azure_client_id(raw: str) -> str:
+    if not _GUID.fullmatch(raw):
+        raise InputError("azure-client-id", f"{_given('azure-client-id', raw)}; give the application (client) ID "
+                                            f"of the app registration, a GUID")
+    return raw
+
+
+def parse_azure_tenant_id(raw: str) -> str:
+    if not (_GUID.fullmatch(raw) or DNS_SUBDOMAIN.fullmatch(raw.lower())):
+        raise InputError("azure-tenant-id", f"{_given('azure-tenant-id', raw)}; give the directory (tenant) ID, "
+                                            f"a GUID (or the tenant's domain, e.g. contoso.onmicrosoft.com)")
+    return raw

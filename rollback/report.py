@@ -27,7 +27,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "mode", "run-on-deploy", "run-on-redeploy", "run-on-rollback", "run-on-deploy-or-rollback",
     "run-on-deploy-or-redeploy", "run-on-redeploy-or-rollback", "version-change", "release", "previous-release",
     "revision", "previous-revision", "rolled-back", "skipped", "failed-release", "history", "result",
-    "blocked-release", "blocked", "last-successful-release", "last-attempted-release", "plan",
+    "blocked-release", "blocked", "last-successful-release", "last-attempted-release", "plan", "failure-reason",
 )
 
 
@@ -57,6 +57,8 @@ class WorkloadResult:
     duplicates: tuple[int, ...] = ()  # other revisions carrying the target release
     pruned: tuple[int, ...] = ()  # revisions known to be pruned
     unknown: bool = False  # it could not be read back at the end: release is "unknown", revision None
+    diagnosis: Mapping[str, Any] | None = None  # why its rollout failed (diagnostics.Diagnosis.to_json())
+    failure_reason: str = ""  # the cluster's reason: CrashLoopBackOff, ..., ProgressDeadlineExceeded, Timeout
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -72,6 +74,8 @@ class WorkloadResult:
             "previous_release": self.previous_release, "revision": self.revision,
             "previous_revision": self.previous_revision, "rollout": self.rollout, "message": self.message,
             "duplicates": list(self.duplicates), "pruned": list(self.pruned),
+            **({"diagnosis": dict(self.diagnosis)} if self.diagnosis is not None else {}),
+            **({"failure_reason": self.failure_reason} if self.failure_reason else {}),
         }
 
 
@@ -82,7 +86,8 @@ class RunReport:
     results: tuple[WorkloadResult, ...] = ()
     reason: str = ""  # the user's reason input
     dry_run: bool = False
-    rolled_back: bool = False  # a failed deploy was rolled back (rollback-on-failure)
+    rolled_back: bool = False  # an older release is live because of this run (a rollback, or a failed deploy
+    # put back by rollback-on-failure: then failed_release is set too)
     failed_release: str | None = None
     blocked_release: str | None = None  # the release this run blocked, or the blocked one that refused it
     blocked: bool = False  # this run was refused because its release is blocked
@@ -147,6 +152,7 @@ def outputs(report: RunReport) -> dict[str, str]:
         "last-successful-release": _text(report.last_successful_release),
         "last-attempted-release": _text(report.last_attempted_release),
         "plan": _json(list(report.plan)),
+        "failure-reason": next((r.failure_reason for r in report.results if r.failure_reason), ""),
     }
     return {name: values[name] for name in OUTPUT_NAMES}
 
@@ -201,6 +207,41 @@ def history_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(["REVISION", "RELEASE", "IMAGES", "CREATED", "LIVE"], body)
 
 
+def _lines_cell(lines: Iterable[object]) -> str:
+    return "<br>".join(f"<code>{escape_markdown(line)}</code>" for line in lines) or "-"
+
+
+def diagnosis_section(result: WorkloadResult) -> str:
+    """Why a workload's rollout failed: one row per failing pod of the new revision (at most 3 listed)."""
+    diagnosis = result.diagnosis or {}
+    pods = list(diagnosis.get("pods") or [])
+    final = "" if diagnosis.get("final", True) else " (still changing when the wait ended)"
+    head = (f"### Why {escape_markdown(result.workload)} failed: {escape_markdown(diagnosis.get('reason'))}"
+            f"{final}")
+    rows = []
+    for pod in pods:
+        container = escape_markdown(pod.get("container") or "-")
+        if pod.get("init_container"):
+            container += " (init)"
+        exit_code = pod.get("exit_code")
+        last = "-" if exit_code is None else escape_markdown(
+            f"{exit_code}" + (f" ({pod['terminated_reason']})" if pod.get("terminated_reason") else ""))
+        rows.append([escape_markdown(pod.get("pod")), container, escape_markdown(pod.get("reason")),
+                     escape_markdown(pod.get("message") or "-"), escape_markdown(pod.get("restart_count", 0)),
+                     last,
+                     "<br>".join(escape_markdown(f"{e.get('reason')}: {e.get('message')}")
+                                 for e in pod.get("events") or []) or "-",
+                     _lines_cell(pod.get("logs") or [])])
+    parts = [head, markdown_table(["POD", "CONTAINER", "REASON", "MESSAGE", "RESTARTS", "LAST EXIT", "EVENTS",
+                                   "LAST LOG LINES"], rows)]
+    more = int(diagnosis.get("more_pods") or 0)
+    if more:
+        parts.append(f"and {more} more failing pod(s)")
+    for note in diagnosis.get("notes") or []:
+        parts.append(f"Note: {escape_markdown(note)}")
+    return "\n\n".join(parts)
+
+
 LEDGER_ROWS = 15  # ledger entries shown in the job summary
 
 
@@ -217,7 +258,7 @@ def _status(report: RunReport) -> str:
         return "⛔ refused: the release is blocked"
     if report.cancelled:
         return "🛑 cancelled" + (": the changed workloads were put back" if report.rolled_back else "")
-    if report.rolled_back:
+    if report.rolled_back and report.failed_release is not None:
         return "↩️ failed and rolled back"
     if report.error is not None:
         return "❌ failed"
@@ -280,6 +321,7 @@ def summary_markdown(report: RunReport) -> str:
         ))
     if report.plan:
         parts.append(plan_markdown(report.plan))
+    parts.extend(diagnosis_section(r) for r in report.results if r.diagnosis)
     if report.reason:
         parts.append(f"**Reason:**\n> {_paragraph_start(escape_markdown(report.reason.strip()))}")
     warnings = list(dict.fromkeys((*(report.decision.warnings if report.decision else ()), *report.warnings)))

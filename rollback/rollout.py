@@ -3,6 +3,11 @@
 The watch resumes from the last resourceVersion it saw when the connection drops or the server answers with a
 transient error (408, 429, 5xx: an API server restarting behind a load balancer), reads the object again on
 410 Gone (in the stream or as the answer), and the caller's deadline bounds everything, the back-off included.
+
+With ``fail_fast`` and a ``diagnostics.PodWatch``, the pods of the new revision are looked at every
+``diagnostics.PROBE_SECONDS`` as well (the watch is re-opened that often), and the wait ends as soon as one of
+them is in a state it will not leave by itself, so a rollback or compensation can start at once. A rollout that
+fails or times out otherwise is explained from its pods too, when they can be read.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .cluster import ApiFailure
+from .diagnostics import PROBE_SECONDS, Diagnosis, PodWatch
 from .workloads import Obj, RolloutState, Workload
 
 MAX_RECONNECTS = 50  # consecutive failed attempts (an event received resets the count)
@@ -28,6 +34,8 @@ class RolloutOutcome:
     message: str
     reconnects: int = 0
     obj: Obj | None = None
+    diagnosis: Diagnosis | None = None  # why, from the new revision's pods (failed or timed out)
+    reason: str = ""  # the cluster's reason: CrashLoopBackOff, ..., ProgressDeadlineExceeded; "Timeout"
 
     @property
     def ok(self) -> bool:
@@ -47,12 +55,30 @@ def _events(response: Any) -> Any:
 
 def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[[str], None],
                      clock: Callable[[], float] = time.monotonic,
-                     stop_when: Callable[[Obj, RolloutState], RolloutState | None] | None = None) -> RolloutOutcome:
-    """Watch ``workload`` until its rollout completes, fails (progress deadline) or ``deadline`` passes.
+                     stop_when: Callable[[Obj, RolloutState], RolloutState | None] | None = None,
+                     pods: PodWatch | None = None, fail_fast: bool = False) -> RolloutOutcome:
+    """Watch ``workload`` until its rollout completes, fails (progress deadline, or with ``fail_fast`` a pod of
+    the new revision that will not recover) or ``deadline`` passes.
 
     ``on_progress`` receives each new status line (only when it changes). ``stop_when`` may turn a state into
-    a final one (e.g. a StatefulSet pod that can never become Ready).
+    a final one (e.g. a StatefulSet pod that can never become Ready). ``pods`` explains a failure from the
+    new revision's pods, and with ``fail_fast`` ends the wait on one.
     """
+    outcome = _wait(workload, deadline, on_progress, clock, stop_when, pods if fail_fast else None)
+    if outcome.result not in ("failed", "timeout") or outcome.diagnosis is not None:
+        return outcome
+    reason = "Timeout" if outcome.result == "timeout" else (
+        "ProgressDeadlineExceeded" if "exceeded its progress deadline" in outcome.message else "")
+    diagnosis = pods.explain(outcome.obj) if pods is not None and outcome.obj is not None else None
+    if diagnosis is None:
+        return RolloutOutcome(outcome.result, outcome.message, outcome.reconnects, outcome.obj, None, reason)
+    return RolloutOutcome(outcome.result, f"{outcome.message}; {diagnosis.headline()}", outcome.reconnects,
+                          outcome.obj, diagnosis, diagnosis.reason)
+
+
+def _wait(workload: Workload, deadline: float, on_progress: Callable[[str], None], clock: Callable[[], float],
+          stop_when: Callable[[Obj, RolloutState], RolloutState | None] | None, probe: PodWatch | None
+          ) -> RolloutOutcome:
     last_message = ""
     reconnects = 0
     obj = workload.read()
@@ -71,17 +97,24 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
     if not state.waitable:
         return RolloutOutcome("not-waited", state.message, reconnects, obj)
     failures = 0  # consecutive, for the back-off and the give-up point
+    next_probe = clock()
     while True:
         if state.done:
             return RolloutOutcome("complete", state.message, reconnects, obj)
         if state.failed:
             return RolloutOutcome("failed", state.message, reconnects, obj)
+        if probe is not None and clock() >= next_probe:
+            diagnosis = probe.check(obj)
+            if diagnosis is not None:
+                return RolloutOutcome("failed", diagnosis.headline(), reconnects, obj, diagnosis, diagnosis.reason)
+            next_probe = min(clock() + PROBE_SECONDS, probe.next_due or float("inf"))
         remaining = deadline - clock()
         if remaining <= 0:
             return RolloutOutcome("timeout", f"timed out waiting for {workload}: {state.message}", reconnects, obj)
         resource_version = obj["metadata"]["resourceVersion"]
+        window = remaining if probe is None else max(0.0, min(remaining, next_probe - clock()))
         try:
-            response = workload.api.watch(workload.path(workload.plural), timeout=remaining,
+            response = workload.api.watch(workload.path(workload.plural), timeout=window,
                                           fieldSelector=f"metadata.name={workload.name}",
                                           resourceVersion=resource_version, allowWatchBookmarks=True)
             try:
@@ -101,6 +134,8 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
                     obj = event["object"]
                     state = judge(obj)
                     if state.done or state.failed or clock() >= deadline:
+                        break
+                    if probe is not None and clock() >= next_probe:
                         break
             finally:
                 response.release_conn()

@@ -18,8 +18,11 @@ from . import compensation, gha, preflight
 from . import plan as change_plan
 from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
-from .github_releases import GitHubReleases
-from .history import History, NoPreviousRevision, ReleaseNotFound, Revision, resolve, to_json_rows
+from .diagnostics import Diagnosis, PodWatch
+from .github import record as github_record
+from .github.deployments import Recorder
+from .github.releases import GitHubReleases
+from .history import History, NoPreviousRevision, ReleaseNotFound, Resolution, Revision, resolve, to_json_rows
 from .inputs import ImageSpec, Inputs, Mode
 from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
@@ -42,7 +45,7 @@ from .ledger import (
     interrupted,
 )
 from .manifests import ManifestError, with_release
-from .modes import Decision, calculate
+from .modes import Decision, LedgerFacts, calculate, recorded_failed
 from .report import Action, Rollout, RunReport, WorkloadResult
 from .rollout import RolloutOutcome, wait_for_rollout
 from .workloads import (
@@ -103,6 +106,8 @@ class Target:
     warnings: list[str] = field(default_factory=list)  # pre-flight warnings, for the summary
     managed_by: tuple[str, ...] = ()  # managers overridden with allow-managed: true (recorded in the ledger)
     plan: change_plan.WorkloadPlan | None = None
+    diagnosis: Diagnosis | None = None  # why its rollout failed, from the new revision's pods
+    failure_reason: str = ""  # the cluster's reason for the failure (CrashLoopBackOff, ProgressDeadlineExceeded)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class Context:
     now: Callable[[], float] = time.monotonic
     ledger: ConfigMapLedger | None = None  # None: `ledger: false`
     releases: GitHubReleases | None = None  # None: no github-token (blocks stay in the cluster)
+    deployments: Recorder | None = None  # None: no github-token, or github-deployments: false
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
@@ -179,7 +185,7 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         ctx = replace(ctx, ledger=None)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
-    block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate") else None
+    block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate", "rollback") else None
     targets: list[Target] = []
     try:
         report = _run(inputs, ctx, state, targets, block, deadline)
@@ -189,12 +195,14 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
             # says where every workload is (the ones not read yet: unchanged, not known)
             _settle_write_ahead(inputs, ctx, targets)
             err.results = _early_results(inputs, ctx, targets)  # type: ignore[union-attr]
+            github_record.failed(ctx.deployments, err.message if isinstance(err, (RunError, ApiFailure))
+                                 else str(err))
             raise
         # A write failed after other workloads were changed and put back: report where each one ended, and
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
         report = _finish(inputs, targets, _overall(targets), error=message)
-    return _record(inputs, ctx, state, targets, report, block)
+    return github_record.finish(ctx.deployments, inputs, _record(inputs, ctx, state, targets, report, block))
 
 
 def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None,
@@ -211,16 +219,12 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     if mode in CHANGING_MODES and not inputs.dry_run:
         state = _reconcile_interrupted(inputs, ctx, state, targets)
     for target in targets:
-        facts = state.facts(str(target.workload)) if state is not None and state.entries else None
-        target.decision = calculate(inputs.release, target.history, facts)
+        target.decision = calculate(inputs.release, target.history, _facts(ctx, state, str(target.workload)))
         if mode != "rollback":  # the decision's warnings are about deploying; a rollback does not deploy
             for warning in target.decision.warnings:
                 gha.warning(gha.escape_log(f"{target.workload}: {warning}"))
     overall = _overall(targets)
     if mode == "calculate":
-        if block is not None:  # tell the plan job now, not when the deploy is refused
-            gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts "
-                                       f"the block)"))
         for target in targets:  # tell the plan job now, not when the change is refused
             for finding in preflight.ownership_findings(str(target.workload), preflight.managers(target.obj),
                                                         inputs.allow_managed):
@@ -230,7 +234,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         as_auto = replace(inputs, mode=Mode.AUTO)  # what auto would do with this decision
         _show_plan(inputs, targets, {str(t.workload): _planned(as_auto, t) for t in targets}, manifests,
                    _images_for_plan(inputs, targets), calculate_only=True)
-        return _report(inputs, targets, overall)
+        return _calculated(inputs, targets, overall, block)
     plan = {str(t.workload): _planned(inputs, t) for t in targets}
     rollbacks = [t for t in targets if plan[str(t.workload)] == "rollback"]
     deploys = [t for t in targets if plan[str(t.workload)] != "rollback"]
@@ -245,6 +249,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
+    _github_begin(inputs, ctx, targets)
     changed: list[Target] = []
     cancel = ctx.cancellation
     try:
@@ -279,7 +284,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     may_restore = compensation.compensable(_changes(targets), inputs.rollback_on_failure)
     try:
         with cancel.interruptible():
-            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore))
+            failed = _wait_all(ctx, changed, compensation.wait_budget(ctx.now(), deadline, may_restore),
+                               inputs.fail_fast)
     except Cancelled as cancelled:
         return _cancelled(inputs, ctx, targets, overall, cancelled, deadline)
     if not failed:
@@ -464,6 +470,9 @@ def _planned(inputs: Inputs, target: Target) -> str:
     decision = target.decision
     if decision.mode == "rollback" and decision.target_revision is None and (inputs.images or inputs.manifests):
         return "deploy"  # returning to a release whose revision is gone: deploy it again from images/manifests
+    if (decision.mode != "rollback" and decision.target_revision not in (None, target.history.live)
+            and not (inputs.images or inputs.manifests)):
+        return "rollback"  # a deploy of a release an older revision has, and nothing to deploy it from: undo to it
     return decision.mode
 
 
@@ -539,8 +548,8 @@ def _prepare_rollbacks(inputs: Inputs, targets: list[Target]) -> None:
     problems = []
     for target in targets:
         try:
-            resolution = resolve(target.history, inputs.release)
-        except (ReleaseNotFound, NoPreviousRevision) as err:
+            resolution = _resolve_previous(inputs, target) or resolve(target.history, inputs.release)
+        except (ReleaseNotFound, NoPreviousRevision, RunError) as err:
             problems.append(f"{target.workload}: {err}")
             continue
         target.revision = resolution.target
@@ -599,6 +608,11 @@ def _rollback(inputs: Inputs, ctx: Context, target: Target, deadline: float) -> 
     target.action = "dry-run" if inputs.dry_run else "rolled-back"
     target.message = (f"{'would roll' if inputs.dry_run else 'rolled'} back to revision {target.revision.number} "
                       f"({target.revision.release or '<none>'})")
+    if inputs.mode == "auto" and target.decision is not None and target.decision.mode != "rollback":
+        # a roll-forward to a release an older revision has (modes.calculate): the undo is only the means
+        target.action = "dry-run" if inputs.dry_run else "deployed"
+        target.message = (f"{'would deploy' if inputs.dry_run else 'deployed'} {inputs.release} by restoring "
+                          f"the template of revision {target.revision.number}")
     gha.info(gha.escape_log(f"{target.workload}: {target.message}"))
     if isinstance(target.workload, StatefulSet) and inputs.force_statefulset_rollback and not inputs.dry_run:
         _unstick_statefulset(ctx, target, before_update_revision, deadline)
@@ -868,12 +882,20 @@ def _deploy(inputs: Inputs, target: Target, planned: str, manifests: Mapping[str
 # -- waiting and compensating ----------------------------------------------------------------------------------
 
 
-def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget) -> list[Target]:
-    failed = []
+def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudget, fail_fast: bool = False
+              ) -> list[Target]:
+    failed: list[Target] = []
     for target in changed:
+        if failed and fail_fast:  # the run fails anyway: put things back now instead of waiting for the rest
+            gha.info(gha.escape_log(f"{target.workload}: not waited for, {failed[0].workload} already failed"))
+            continue
         with gha.group(f"Waiting for {target.workload} to roll out"):
-            outcome = _wait_forward(ctx, target, budget)
+            outcome = _wait_forward(ctx, target, budget, fail_fast)
         target.rollout = outcome.result
+        target.diagnosis = outcome.diagnosis
+        target.failure_reason = outcome.reason
+        if outcome.diagnosis is not None:  # one annotation per workload, naming pods, containers and reasons
+            gha.error(outcome.diagnosis.log_text(), title=f"{target.workload}: {outcome.diagnosis.reason}")
         if outcome.result == "not-waited":
             target.unverified = NOT_VERIFIED  # OnDelete: changed, but no rollout to verify it
             gha.notice(gha.escape_log(outcome.message))
@@ -885,7 +907,8 @@ def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudg
     return failed
 
 
-def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget) -> RolloutOutcome:
+def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget, fail_fast: bool = False
+                  ) -> RolloutOutcome:
     """Wait until the soft end of the budget, and on while the rollout keeps printing new status lines
     (compensation.next_wait_end), never past the hard end."""
     last_line = ""
@@ -899,10 +922,14 @@ def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget)
             last_line = line
             gha.info(gha.escape_log(f"{target.workload}: {line}"))
 
+    def note(text: str) -> None:
+        gha.warning(gha.escape_log(text))
+
+    pods = PodWatch(target.workload, note, clock=ctx.now)  # one per workload: its findings age across slices
     end = compensation.next_wait_end(budget, ctx.now(), last_progress)
     while True:
         outcome = wait_for_rollout(target.workload, end if end is not None else ctx.now(), progress,
-                                   clock=ctx.now)
+                                   clock=ctx.now, pods=pods, fail_fast=fail_fast)
         if outcome.result != "timeout":
             return outcome
         end = compensation.next_wait_end(budget, ctx.now(), last_progress)
@@ -912,11 +939,15 @@ def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget)
                                 f"{ctx.now() - (last_progress or ctx.now()):.0f}s ago): waiting on"))
 
 
-def _wait(ctx: Context, target: Target, deadline: float) -> RolloutOutcome:
+def _wait(ctx: Context, target: Target, deadline: float, fail_fast: bool = False) -> RolloutOutcome:
     def progress(line: str) -> None:
         gha.info(gha.escape_log(f"{target.workload}: {line}"))
 
-    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now)
+    def note(text: str) -> None:
+        gha.warning(gha.escape_log(text))
+
+    pods = PodWatch(target.workload, note, clock=ctx.now)
+    return wait_for_rollout(target.workload, deadline, progress, clock=ctx.now, pods=pods, fail_fast=fail_fast)
 
 
 def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: float, why: str,
@@ -1096,6 +1127,8 @@ def _result(inputs: Inputs, target: Target) -> WorkloadResult:
         previous_release=before.live_release, revision=revision, previous_revision=before.live,
         rollout=target.rollout, message=target.message, history=tuple(to_json_rows(after)),
         duplicates=target.duplicates, pruned=after.pruned, unknown=target.live_unknown,
+        diagnosis=target.diagnosis.to_json() if target.diagnosis is not None else None,
+        failure_reason=target.failure_reason,
     )
 
 
@@ -1126,10 +1159,68 @@ def _load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
                        f"RBAC section, or set ledger: false to run without it)", "ledger") from None
 
 
+def _facts(ctx: Context, state: LedgerState | None, workload: str) -> LedgerFacts | None:
+    """S, A and the failed releases of one workload: from the ledger when it has entries for it, else from
+    the GitHub Deployments of the environment (with a github-token), else none (the cluster decides)."""
+    if state is None or not state.entries_for(workload):
+        github = ctx.deployments.facts() if ctx.deployments is not None else None
+        if github is not None and github.last_successful is not None:
+            gha.info(gha.escape_log(
+                f"{workload}: the ledger has no entries for it; the mode is decided from the GitHub Deployments "
+                f"of environment {ctx.deployments.target.environment if ctx.deployments else ''}: last "
+                f"successful {github.last_successful}, last attempted {github.last_attempted}"))
+            return github
+        return None
+    facts = state.facts(workload)
+    failed = recorded_failed((e.release, e.result) for e in state.entries_for(workload))
+    return replace(facts, failed=failed)
+
+
+def _github_begin(inputs: Inputs, ctx: Context, targets: list[Target]) -> None:
+    """Right before the first change: this run's GitHub deployment, in_progress (the first workload's
+    release; an empty-release rollback names the release of the revision it goes to)."""
+    first = targets[0] if targets else None
+    revision = first.revision if first is not None and inputs.mode == "rollback" else None
+    release = inputs.release or (revision.release if revision is not None else None) or ""
+    github_record.begin(ctx.deployments, inputs, release, revision.number if revision is not None else None)
+
+
+def _resolve_previous(inputs: Inputs, target: Target) -> Resolution | None:
+    """An empty-release rollback goes where the decision says: past revisions recorded as failed."""
+    decision = target.decision
+    if inputs.release or decision is None:
+        return None
+    if decision.target_revision is None:
+        if decision.passed_over:
+            raise RunError(decision.reason)
+        return None  # resolve() says why there is no previous revision
+    revision = target.history.revision(decision.target_revision)
+    if revision is None or not decision.passed_over:
+        return None
+    gha.notice(gha.escape_log(f"{target.workload}: {decision.reason}"))
+    return Resolution(revision, revision.number == target.history.live, ())
+
+
+def _calculated(inputs: Inputs, targets: list[Target], decision: Decision | None, block: Block | None
+                ) -> RunReport:
+    """`mode: calculate`: the mode, and whether the release is blocked (``blocked``), so a plan job can stop."""
+    report = _report(inputs, targets, decision)
+    if block is None:
+        return report
+    gha.warning(gha.escape_log(f"{block.describe()}: deploying it would be refused (mode: unblock lifts the "
+                               f"block)"))
+    return replace(report, blocked=True, blocked_release=block.release)
+
+
 def _refuse_blocked(inputs: Inputs, targets: list[Target], decision: Decision | None, block: Block | None
                     ) -> RunReport | None:
-    """Deploy/auto refuse a blocked release (blocked in this namespace's ledger or on its GitHub Release)."""
+    """Deploy/auto refuse a blocked release (blocked in this namespace's ledger or on its GitHub Release);
+    an explicit rollback to it only warns: a blocked release may still be the one to return to."""
     if block is None:
+        return None
+    if inputs.mode == "rollback":
+        gha.warning(gha.escape_log(f"rolling back to a blocked release: {block.describe()}. The block stays; "
+                                   f"lift it with mode: unblock once the release is known to be good"))
         return None
     if inputs.allow_blocked:
         gha.warning(gha.escape_log(f"{block.describe()}; deploying it anyway because allow-blocked is true "
@@ -1216,6 +1307,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
     me = _identity(ctx)
     entries = [replace(e, run=me) for e in entries]
     ahead = any(t.ahead for t in targets)
+    ledger_error = None
     if ctx.ledger is not None and (entries or blocks or ahead):
         def change(current: LedgerState) -> LedgerState:
             current = current.without_in_progress(me)  # this run's write-ahead entries, completed below
@@ -1228,24 +1320,55 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
         try:
             state = ctx.ledger.update(change)
         except LedgerError as err:
+            ledger_error = str(err)
             gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
+    report = replace(report, rolled_back=report.rolled_back or _rolled_back(report, targets))
+    recorded: list[str] = []
     for new_block in blocks:
-        gha.notice(gha.escape_log(f"blocked release {new_block.release} in namespace {inputs.namespace}: it cannot "
-                                  f"be deployed again until it is unblocked (mode: unblock)"))
-        _mark_github(ctx, new_block)
-    if blocks:
-        report = replace(report, blocked_release=blocks[0].release)
+        places = [] if ctx.ledger is None or ledger_error else [f"the ledger of namespace {inputs.namespace}"]
+        if _mark_github(ctx, new_block, bool(places)):
+            places.append(f"GitHub Release {new_block.release}")
+        if places:
+            recorded.append(new_block.release)
+            gha.notice(gha.escape_log(f"blocked release {new_block.release} (recorded in {' and '.join(places)}): "
+                                      f"it cannot be deployed again until it is unblocked (mode: unblock)"))
+    if blocks and (ledger_error or len(recorded) < len(blocks)):
+        names = ", ".join(b.release for b in blocks)
+        if ledger_error:
+            where = f"the release ledger refused the write ({ledger_error})"
+            if recorded:
+                where += "; only the GitHub Release carries it, which runs without a github-token do not check"
+        else:
+            where = "ledger is false, and no GitHub Release was marked (no github-token, or see the warning above)"
+        message = (f"the rollback is done, but the block of {names} was not recorded in the ledger: {where}. "
+                   f"Until it is, deploys in namespace {inputs.namespace} will not refuse {names}: fix the cause "
+                   f"and run the same rollback again (it is skipped, and records the block)")
+        report = replace(report, error=report.error or message)
+    if recorded:  # say only what was recorded: empty when the block is nowhere
+        report = replace(report, blocked_release=recorded[0])
     return _with_ledger(report, targets, state)
 
 
-def _mark_github(ctx: Context, block: Block) -> None:
+def _rolled_back(report: RunReport, targets: list[Target]) -> bool:
+    """An older release is live because of this run: an undo, or a calculated rollback deployed from images
+    (a failed deploy put back by rollback-on-failure is set where it happens)."""
+    if report.dry_run or report.error is not None:
+        return False
+    return any(result.mode == "rollback" and target.action in ("rolled-back", "deployed", "redeployed")
+               for target, result in zip(targets, report.results, strict=True))
+
+
+def _mark_github(ctx: Context, block: Block, in_ledger: bool) -> bool:
+    """Mark the GitHub Release blocked; True when it carries the block now."""
     if ctx.releases is None:
-        gha.notice(gha.escape_log(f"GitHub Releases are not used (no github-token, or no GITHUB_REPOSITORY): the "
-                                  f"block of {block.release} is kept in the in-cluster ledger only, other "
-                                  f"environments will not see it"))
-        return
+        if in_ledger:
+            gha.notice(gha.escape_log(f"GitHub Releases are not used (no github-token, or no GITHUB_REPOSITORY): "
+                                      f"the block of {block.release} is kept in the in-cluster ledger only, other "
+                                      f"environments will not see it"))
+        return False
     outcome = ctx.releases.block(block.release, replace(block, source="github-release"))
     (gha.notice if outcome.level == "notice" else gha.warning)(gha.escape_log(outcome.message))
+    return outcome.ok
 
 
 def _with_ledger(report: RunReport, targets: list[Target], state: LedgerState | None) -> RunReport:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Identifier = tuple[int, int | str]  # (0, number) or (1, text): numbers sort before text, as in SemVer
-VersionChange = Literal["major", "minor", "patch", "other", "identical", "none"]
+VersionChange = Literal["major", "minor", "patch", "build", "prerelease", "identical", "none"]
 
 _SEMVER = re.compile(
     r"[vV]?(?P<release>\d+(?:\.\d+)*)"
@@ -155,7 +155,10 @@ def version_change(old: str | None, new: str | None) -> VersionChange:
     - ``identical``: the same text, or versions that are equal including build/local metadata;
     - ``major``/``minor``/``patch``: the first differing of the first three numeric parts (missing parts count
       as 0; a different epoch counts as ``major``);
-    - ``other``: they differ only after the third part, or in pre-release, post, dev or build/local parts.
+    - ``build``: they differ in the fourth or a later numeric part (Octopus's "Revision", ``1.2.3.4``), or
+      only in a post-release or in build metadata / local version (``+build.7``);
+    - ``prerelease``: the numeric parts are equal and the pre-release or dev part differs (``1.2.3-rc.1``
+      against ``1.2.3``).
 
     Symmetric: ``version_change(a, b) == version_change(b, a)`` whenever both are given.
     """
@@ -170,9 +173,14 @@ def version_change(old: str | None, new: str | None) -> VersionChange:
         return "identical"
     if left.epoch != right.epoch:
         return "major"
-    a = (left.release + (0, 0, 0))[:3]
-    b = (right.release + (0, 0, 0))[:3]
+    width = max(len(left.release), len(right.release), 3)
+    a = left.release + (0,) * (width - len(left.release))
+    b = right.release + (0,) * (width - len(right.release))
     for index, category in enumerate(("major", "minor", "patch")):
         if a[index] != b[index]:
             return category  # type: ignore[return-value]
-    return "other"
+    if a != b:
+        return "build"
+    if (left.pre, left.dev) != (right.pre, right.dev):
+        return "prerelease"
+    return "build"

@@ -9,14 +9,11 @@ JSON body), what it does with 404 and 403 answers, and that the token shows up n
 from __future__ import annotations
 
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fakes.github import FakeGitHub, serve
 from helpers import CliRun, RequestLog, app_state, get_deployment, make_deployment, run_cli, wait_settled
 
 import kubesim
@@ -44,101 +41,10 @@ ROLLBACK_RUN = f"https://github.example/{OWNER}/{REPO}/actions/runs/103"
 REASON = "checkout returns 500 for EUR carts"
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class FakeGitHub:
-    """Releases by tag, answers forced per method, and the log of every request."""
-
-    url: str = ""
-    prefix: str = ""  # "/api/v3" for GitHub Enterprise Server
-    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    force: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # method -> (status, body)
-    next_id: int = 7000
-
-    @property
-    def api_url(self) -> str:
-        return self.url + self.prefix
-
-    def add(self, tag: str, name: str = "", body: str = "Changes.") -> dict[str, Any]:
-        self.next_id += 1
-        release = {"id": self.next_id, "tag_name": tag, "name": name or f"Shop {tag}", "body": body,
-                   "draft": False, "prerelease": False,
-                   "html_url": f"https://github.example/{OWNER}/{REPO}/releases/tag/{tag}"}
-        self.releases[tag] = release
-        return release
-
-    def calls(self) -> list[tuple[str, str]]:
-        return [(r.method, r.path) for r in self.requests]
-
-    def take(self) -> list[Request]:
-        taken, self.requests = self.requests, []
-        return taken
-
-    def tag_path(self, tag: str) -> str:
-        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/tags/{urllib.parse.quote(tag, safe='')}"
-
-    def release_path(self, release: dict[str, Any]) -> str:
-        return f"{self.prefix}/repos/{OWNER}/{REPO}/releases/{release['id']}"
-
-
-def _handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-            pass
-
-        def _answer(self, status: int, obj: Any) -> None:
-            raw = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            gh.requests.append(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                       body))
-            if self.command in gh.force:
-                return self._answer(*gh.force[self.command])
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._answer(401, {"message": "Bad credentials"})
-            base = f"{gh.prefix}/repos/{OWNER}/{REPO}/releases/"
-            rest = self.path[len(base):] if self.path.startswith(base) else None
-            if self.command == "GET" and rest is not None and rest.startswith("tags/"):
-                release = gh.releases.get(urllib.parse.unquote(rest[len("tags/"):]))
-                return self._answer(200, release) if release else self._answer(404, {"message": "Not Found"})
-            if self.command == "PATCH" and rest is not None and rest.isdigit():
-                for release in gh.releases.values():
-                    if release["id"] == int(rest):
-                        release.update(body or {})
-                        return self._answer(200, release)
-            return self._answer(404, {"message": "Not Found"})
-
-        do_GET = do_PATCH = do_POST = _handle
-
-    return Handler
-
-
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
-    gh = FakeGitHub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gh))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    gh.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield gh
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(TOKEN, f"{OWNER}/{REPO}") as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -153,8 +59,9 @@ def web(sim: kubesim.Sim, namespace: str = STAGING) -> None:
 
 def cli(sim: kubesim.Sim, gh: FakeGitHub, *args: str, namespace: str = STAGING, token: bool = True,
         who: dict[str, str] = GITHUB) -> CliRun:
-    """One run; the token on the command line like ``with: github-token: ${{ secrets.GITHUB_TOKEN }}``."""
-    extra = ("--github-token", TOKEN) if token else ()
+    """One run; the token on the command line like ``with: github-token: ${{ secrets.GITHUB_TOKEN }}``
+    (GitHub Deployments are tested in test_github_deployments.py)."""
+    extra = ("--github-token", TOKEN, "--no-github-deployments") if token else ()  # Releases only here
     run = run_cli(sim, *args, *extra, "--namespace", namespace, "--deployment", "web", "--timeout", "30s",
                   extra_env={**who, "GITHUB_API_URL": gh.api_url})
     assert_token_hidden(run)
@@ -214,7 +121,8 @@ def test_rollback_marks_the_github_release_of_the_bad_release(sim: kubesim.Sim, 
                                                               prefix: str) -> None:
     release, run = staging_rolled_back(sim, github, prefix)
     assert run.outputs["blocked-release"] == "v1.1.0"
-    get, patch = github.requests
+    check, get, patch = github.requests  # is the release rolled back to blocked? then mark the one left
+    assert (check.method, check.path, check.body) == ("GET", github.tag_path("v1.0.0"), None)
     assert (get.method, get.path, get.body) == ("GET", github.tag_path("v1.1.0"), None)
     assert (patch.method, patch.path) == ("PATCH", github.release_path(release))
     assert patch.path.startswith(f"{prefix}/repos/{OWNER}/{REPO}/releases/")
@@ -333,7 +241,8 @@ def test_no_github_release_for_the_tag_is_a_notice_and_the_ledger_still_blocks(s
     deploy(sim, github, "v1.1.0")
     github.take()
     run = rollback(sim, github, "v1.0.0")
-    assert github.calls() == [("GET", github.tag_path("v1.1.0"))]  # 404: nothing to patch
+    # 404 for both: v1.0.0 is not blocked, and v1.1.0 has no GitHub Release to mark
+    assert github.calls() == [("GET", github.tag_path("v1.0.0")), ("GET", github.tag_path("v1.1.0"))]
     notices = " ".join(run.commands("notice"))
     assert "no GitHub Release with tag v1.1.0 in octo-org/shop" in notices
     assert "in-cluster ledger only" in notices
@@ -353,7 +262,7 @@ def test_forbidden_is_a_warning_and_the_run_still_succeeds(sim: kubesim.Sim, git
     github.force["PATCH"] = (403, {"message": "Resource not accessible by integration"})
     run = rollback(sim, github, "v1.0.0")
     assert run.code == 0
-    assert [m for m, _ in github.calls()] == ["GET", "PATCH"]
+    assert [m for m, _ in github.calls()] == ["GET", "GET", "PATCH"]
     (warning,) = [w for w in run.warnings if "GitHub Release" in w]
     assert "could not block GitHub Release v1.1.0" in warning and "contents: write" in warning
     assert "Resource not accessible by integration" in warning
@@ -393,3 +302,40 @@ def test_without_a_token_the_block_stays_in_the_cluster_and_github_is_never_call
     assert nowhere.code == 1
     (error,) = nowhere.errors
     assert "nothing to unblock v1.1.0 in" in error
+
+
+# -- a block says only where it was recorded ---------------------------------------------------------------------
+
+
+def test_ledger_refusing_the_block_fails_the_step_even_when_the_github_release_holds_it(sim: kubesim.Sim,
+                                                                                        github: FakeGitHub) -> None:
+    release = github.add("v1.1.0", name="Shop 1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    sim.knobs.fail_next(20, method="PUT", path=f"/namespaces/{STAGING}/configmaps/{LEDGER}", status=403)
+    run = cli(sim, github, "--mode", "rollback", "--release", "v1.0.0", who=ROLLBACK_BY)
+    assert run.code == 1, run.stdout
+    assert get_deployment(sim, "web", STAGING)["metadata"]["annotations"]["kubernetes.io/change-cause"] == "v1.0.0"
+    assert release["name"] == PREFIX + "Shop 1.1.0"  # GitHub has it ...
+    assert run.outputs["blocked-release"] == "v1.1.0" and run.outputs["rolled-back"] == "true"
+    (error,) = run.errors  # ... the ledger does not, and the step says so
+    assert "the block of v1.1.0 was not recorded in the ledger" in error
+    assert "only the GitHub Release carries it, which runs without a github-token do not check" in error
+    assert ledger_blocks(sim) == []
+
+
+def test_without_a_ledger_the_github_release_alone_holds_the_block(sim: kubesim.Sim, github: FakeGitHub) -> None:
+    release = github.add("v1.1.0", name="Shop 1.1.0")
+    web(sim)
+    deploy(sim, github, "v1.0.0")
+    deploy(sim, github, "v1.1.0")
+    run = cli(sim, github, "--mode", "rollback", "--release", "v1.0.0", "--no-ledger", who=ROLLBACK_BY)
+    assert run.code == 0 and run.errors == [], run.stdout
+    assert run.outputs["blocked-release"] == "v1.1.0" and release["name"] == PREFIX + "Shop 1.1.0"
+    assert any("recorded in GitHub Release v1.1.0" in n for n in run.commands("notice"))
+    missing = cli(sim, github, "--mode", "rollback", "--release", "v1.1.0", "--no-ledger")
+    # v1.1.0 is blocked: the rollback to it warns and proceeds; v1.0.0, left, has no GitHub Release to mark
+    assert any(w.startswith("rolling back to a blocked release: release v1.1.0") for w in missing.warnings)
+    assert missing.code == 1 and missing.outputs["blocked-release"] == ""
+    assert "ledger is false, and no GitHub Release was marked" in missing.errors[0]

@@ -7,20 +7,15 @@ changes.
 
 from __future__ import annotations
 
-import json
-import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
+from fakes.github import FakeGitHub, Request, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback.github_releases import (
+from rollback.github.client import GitHubClient
+from rollback.github.releases import (
     BLOCK_END,
     BLOCK_START,
     DONE,
@@ -40,129 +35,28 @@ from rollback.ledger import Block
 
 TOKEN = "ghs_test-token-0123456789abcdef"
 REPO = "octo-org/shop"
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str  # raw, as sent (percent-encoding kept)
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class FakeGitHub:
-    """State of the fake API: releases by tag, forced answers, and the request log."""
-
-    prefix: str = ""
-    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[Recorded] = field(default_factory=list)
-    force: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = field(
-        default_factory=dict
-    )  # method -> answer
-    url: str = ""
-    next_id: int = 1000
-
-    def add(
-        self,
-        tag: str,
-        name: str | None = "Shop 1.2.3",
-        body: str | None = "Bug fixes.",
-        prerelease: bool = False,
-    ) -> dict[str, Any]:
-        self.next_id += 1
-        rel = {
-            "id": self.next_id,
-            "tag_name": tag,
-            "name": name,
-            "body": body,
-            "draft": False,
-            "prerelease": prerelease,
-            "html_url": f"https://github.example/{REPO}/releases/tag/{tag}",
-        }
-        self.releases[tag] = rel
-        return rel
-
-    def reset(self) -> None:
-        self.releases.clear()
-        self.requests.clear()
-        self.force.clear()
-
-
-def _handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-            pass
-
-        def _answer(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-            raw = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            gh.requests.append(
-                Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            if self.command in gh.force:
-                status, obj, headers = gh.force[self.command]
-                return self._answer(status, obj, headers)
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._answer(401, {"message": "Bad credentials"})
-            base = f"{gh.prefix}/repos/{REPO}/releases/"
-            if not self.path.startswith(base):
-                return self._answer(404, {"message": "Not Found"})
-            rest = self.path[len(base) :]
-            if self.command == "GET" and rest.startswith("tags/"):
-                tag = urllib.parse.unquote(rest[len("tags/") :])
-                if tag in gh.releases:
-                    return self._answer(200, gh.releases[tag])
-                return self._answer(404, {"message": "Not Found"})
-            if self.command == "PATCH" and rest.isdigit():
-                for rel in gh.releases.values():
-                    if rel["id"] == int(rest):
-                        rel.update(body or {})
-                        return self._answer(200, rel)
-                return self._answer(404, {"message": "Not Found"})
-            return self._answer(404, {"message": "Not Found"})
-
-        do_GET = do_PATCH = do_POST = _handle
-
-    return Handler
+NO_PROXY: dict[str, str] = {}  # the fake is on 127.0.0.1: never through a proxy of this machine
+Recorded = Request
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[ThreadingHTTPServer, FakeGitHub]]:
-    gh = FakeGitHub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gh))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    gh.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd, gh
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[FakeGitHub]:
+    with serve(TOKEN, REPO) as fake:
+        yield fake
 
 
 @pytest.fixture()
-def gh(server: tuple[ThreadingHTTPServer, FakeGitHub]) -> FakeGitHub:
-    fake = server[1]
-    fake.reset()
-    fake.prefix = ""
-    return fake
-
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def gh(server: FakeGitHub) -> FakeGitHub:
+    server.reset()
+    return server
 
 
 def client(gh: FakeGitHub, token: str = TOKEN) -> GitHubReleases:
-    return GitHubReleases(gh.url + gh.prefix, REPO, token, opener=NO_PROXY)
+    return GitHubReleases(GitHubClient(gh.api_url, token, proxies=NO_PROXY, sleep=no_sleep), REPO)
+
+
+def no_sleep(seconds: float) -> None:
+    raise AssertionError(f"a release call would wait {seconds}s")
 
 
 def a_block(reason: str = "checkout returns 500 for EU customers", release: str = "v1.2.3") -> Block:
@@ -190,7 +84,7 @@ def check_headers(rec: Recorded) -> None:
 def test_find_sends_exact_request_and_parses(gh: FakeGitHub) -> None:
     gh.add("v1.2.3")
     release = client(gh).find("v1.2.3")
-    assert release is not None and release.tag == "v1.2.3" and release.name == "Shop 1.2.3"
+    assert release is not None and release.tag == "v1.2.3" and release.name == "Shop v1.2.3"
     [rec] = gh.requests
     assert (rec.method, rec.path, rec.body) == ("GET", f"/repos/{REPO}/releases/tags/v1.2.3", None)
     check_headers(rec)
@@ -224,7 +118,7 @@ def test_from_env_uses_github_api_url(gh: FakeGitHub) -> None:
     gh.prefix = "/api/v3"
     gh.add("v1")
     api = GitHubReleases.from_env(
-        {"GITHUB_API_URL": gh.url + "/api/v3/", "GITHUB_REPOSITORY": REPO}, TOKEN, opener=NO_PROXY
+        {"GITHUB_API_URL": gh.url + "/api/v3/", "GITHUB_REPOSITORY": REPO}, TOKEN, proxies=NO_PROXY
     )
     assert api.find("v1") is not None
     assert gh.requests[0].path == f"/api/v3/repos/{REPO}/releases/tags/v1"
@@ -251,9 +145,9 @@ def test_block_patches_name_and_body_only(gh: FakeGitHub) -> None:
     check_headers(patch)
     assert patch.headers["content-type"] == "application/json"
     assert set(patch.body) == {"name", "body"}  # prerelease, draft, make_latest untouched
-    assert patch.body["name"] == "⛔ BLOCKED: Shop 1.2.3"
+    assert patch.body["name"] == "⛔ BLOCKED: Shop v1.2.3"
     body = patch.body["body"]
-    assert body.startswith("Bug fixes.\n\n" + BLOCK_START)
+    assert body.startswith("Changes.\n\n" + BLOCK_START)
     assert body.endswith(BLOCK_END)
     for fact in (
         "checkout returns 500 for EU customers",
@@ -273,7 +167,7 @@ def test_block_twice_yields_one_section_and_one_prefix(gh: FakeGitHub) -> None:
     api.block("v1.2.3", a_block("first reason"))
     api.block("v1.2.3", a_block("second reason"))
     rel = gh.releases["v1.2.3"]
-    assert rel["name"] == "⛔ BLOCKED: Shop 1.2.3"
+    assert rel["name"] == "⛔ BLOCKED: Shop v1.2.3"
     assert rel["body"].count(BLOCK_START) == 1 and rel["body"].count(BLOCK_END) == 1
     assert "second reason" in rel["body"] and "first reason" not in rel["body"]
     # the same block again changes nothing and sends no PATCH
@@ -317,16 +211,16 @@ def test_unblock_removes_section_and_prefix_and_notes_who(gh: FakeGitHub) -> Non
     patch = gh.requests[-1]
     assert patch.method == "PATCH" and set(patch.body) == {"name", "body"}
     rel = gh.releases["v1.2.3"]
-    assert rel["name"] == "Shop 1.2.3"
+    assert rel["name"] == "Shop v1.2.3"
     assert BLOCK_START not in rel["body"] and BLOCK_END not in rel["body"]
-    assert rel["body"].startswith("Bug fixes.\n\n" + UNBLOCKED_START)
+    assert rel["body"].startswith("Changes.\n\n" + UNBLOCKED_START)
     assert "@hubot" in rel["body"] and "2024-05-02T08:00:00Z" in rel["body"]
     assert api.block_for("v1.2.3") is None
     # blocking again replaces the unblocked note; unblocking without a note restores the original body
     api.block("v1.2.3", a_block())
     assert UNBLOCKED_START not in gh.releases["v1.2.3"]["body"]
     api.unblock("v1.2.3", "hubot", note=False)
-    assert (rel["name"], rel["body"]) == ("Shop 1.2.3", "Bug fixes.")
+    assert (rel["name"], rel["body"]) == ("Shop v1.2.3", "Changes.")
 
 
 def test_unblock_not_blocked_sends_no_patch(gh: FakeGitHub) -> None:
@@ -391,7 +285,7 @@ def test_bad_token_is_error(gh: FakeGitHub) -> None:
 
 
 def test_unreachable_api_is_error_not_exception() -> None:
-    api = GitHubReleases("http://127.0.0.1:9", REPO, TOKEN, opener=NO_PROXY, timeout=2)
+    api = GitHubReleases(GitHubClient("http://127.0.0.1:9", TOKEN, proxies=NO_PROXY, timeout=2), REPO)
     outcome = api.block("v1", a_block())
     assert outcome.status == ERROR and "could not reach" in outcome.message
     assert api.block_for("v1") is None
@@ -400,7 +294,7 @@ def test_unreachable_api_is_error_not_exception() -> None:
 def test_repository_must_be_owner_slash_name() -> None:
     for bad in ("", "shop", "a/b/c", "/shop"):
         with pytest.raises(ValueError):
-            GitHubReleases("https://api.github.com", bad, TOKEN)
+            GitHubReleases(GitHubClient("https://api.github.com", TOKEN), bad)
 
 
 # --- the note: pure round trips -------------------------------------------------------------------
@@ -474,10 +368,9 @@ def test_unblocked_note_renders_actor_and_run() -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(reason=nasty_text)
-def test_round_trip_through_the_api(server: tuple[ThreadingHTTPServer, FakeGitHub], reason: str) -> None:
-    gh = server[1]
+def test_round_trip_through_the_api(server: FakeGitHub, reason: str) -> None:
+    gh = server
     gh.reset()
-    gh.prefix = ""
     gh.add("v1.2.3", body="Notes with <!-- a comment --> and **markdown**")
     api = client(gh)
     block = a_block(reason)
@@ -486,4 +379,4 @@ def test_round_trip_through_the_api(server: tuple[ThreadingHTTPServer, FakeGitHu
     assert api.block_for("v1.2.3") == block
     assert api.unblock("v1.2.3", "hubot", note=False).status == DONE
     assert gh.releases["v1.2.3"]["body"] == "Notes with <!-- a comment --> and **markdown**"
-    assert gh.releases["v1.2.3"]["name"] == "Shop 1.2.3"
+    assert gh.releases["v1.2.3"]["name"] == "Shop v1.2.3"

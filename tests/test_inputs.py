@@ -62,6 +62,8 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
         "server", "token", "certificate-authority-data", "insecure-skip-tls-verify", "wait", "timeout",
         "reason", "dry-run", "rollback-on-failure", "force-statefulset-rollback", "block", "allow-blocked",
         "github-token", "ledger", "allow-managed", "annotate-only", "images-apply-to-all", "wait-for-lease",
+        "github-deployments", "github-environment", "ref", "environment-url", "production-environment",
+        "fail-fast", "aws-role-arn", "azure-client-id", "azure-tenant-id",
     )
     assert len(dataclasses.fields(Inputs)) == len(INPUT_NAMES)
 
@@ -69,11 +71,12 @@ def test_input_names_are_exactly_the_action_inputs() -> None:
 def test_defaults() -> None:
     inputs = parse()
     assert inputs == Inputs(
-        release="1.2.3", namespace="default", workloads=(WorkloadRef("Deployment", "web"),), mode=Mode.AUTO,
+        release="1.2.3", namespace="", workloads=(WorkloadRef("Deployment", "web"),), mode=Mode.AUTO,
         images=(), manifests=(), kubeconfig=None, context=None, server=None, token=None,
         certificate_authority_data=None, insecure_skip_tls_verify=False, wait=True, timeout=300.0, reason="",
         dry_run=False, rollback_on_failure=False, force_statefulset_rollback=True, block=True,
-        allow_blocked=False, github_token=None, ledger=True,
+        allow_blocked=False, github_token=None, ledger=True, fail_fast=True, aws_role_arn=None,
+        azure_client_id=None, azure_tenant_id=None,
     )
 
 
@@ -106,7 +109,8 @@ def test_error_names_the_input() -> None:
 
 
 @pytest.mark.parametrize("name", ["wait", "dry-run", "rollback-on-failure", "force-statefulset-rollback",
-                                  "block", "allow-blocked", "ledger", "insecure-skip-tls-verify"])
+                                  "block", "allow-blocked", "ledger", "insecure-skip-tls-verify",
+                                  "github-deployments", "production-environment", "fail-fast"])
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("True", True), ("TRUE", True),
                                                ("false", False), ("False", False), ("FALSE", False)])
 def test_booleans_accept_yaml_core_values(name: str, raw: str, expected: bool) -> None:
@@ -385,3 +389,28 @@ def test_secret_values() -> None:
 def test_workload_ref_str() -> None:
     assert str(WorkloadRef("Deployment", "web")) == "deployment/web"
     assert str(WorkloadRef("StatefulSet", "db")) == "statefulset/db"
+
+
+def test_github_deployment_inputs() -> None:
+    inputs = parse()
+    assert (inputs.github_deployments, inputs.github_environment, inputs.ref, inputs.environment_url,
+            inputs.production_environment) == (True, None, None, None, None)
+    given = parse(github_environment="Production EU", ref="refs/tags/v1.2.3",
+                  environment_url="https://shop.example/eu", production_environment="true",
+                  github_deployments="false")
+    assert (given.github_deployments, given.github_environment, given.ref, given.environment_url,
+            given.production_environment) == (False, "Production EU", "refs/tags/v1.2.3", "https://shop.example/eu",
+                                              True)
+
+
+@pytest.mark.parametrize(("name", "raw", "fragment"), [
+    ("github-environment", "x" * 256, "at most 255"),
+    ("github-environment", "prod\x01", "control characters"),
+    ("ref", "main branch", "use a branch, tag or commit SHA"),
+    ("environment-url", "shop.example", "use an http:// or https:// URL"),
+    ("environment-url", "ftp://shop.example", "use an http:// or https:// URL"),
+    ("production-environment", "yes", "use true or false"),
+])
+def test_bad_github_deployment_inputs(name: str, raw: str, fragment: str) -> None:
+    error = error_for(**{name.replace("-", "_"): raw})
+    assert error.input_name == name and fragment in str(error)

@@ -272,7 +272,8 @@ def test_lower_release_after_a_failed_higher_one_is_a_rollback(sim: kubesim.Sim)
 
     run = calculate(sim, "1.1.0")
     assert mode(run) == "rollback", run.summary
-    assert mode(calculate(sim, "1.1.0", "--no-ledger")) == "deploy"
+    # Without the ledger S is the live release (the failed 1.3.0): 1.1.0 is still older, a rollback.
+    assert mode(calculate(sim, "1.1.0", "--no-ledger")) == "rollback"
     # 1.2.0 is still in the history (its pods still serve): a rollback either way.
     assert mode(calculate(sim, "1.2.0")) == "rollback"
 
@@ -283,8 +284,9 @@ def test_release_that_succeeded_before_but_was_pruned_is_a_rollback(sim: kubesim
     deploy(sim, "1.0.0")
     deploy(sim, "1.1.0")
     assert mode(calculate(sim, "1.0.0")) == "rollback"
-    assert mode(calculate(sim, "1.0.0", "--no-ledger")) == "deploy"
-    assert mode(calculate(sim, "0.9.0")) == "deploy"  # never deployed: a new deploy
+    assert mode(calculate(sim, "1.0.0", "--no-ledger")) == "rollback"  # older than the live 1.1.0
+    assert mode(calculate(sim, "0.9.0")) == "rollback"  # older than the last successful: Octopus's rule
+    assert mode(calculate(sim, "1.2.0")) == "deploy"
 
 
 def test_pre_release_and_release_are_different_releases(sim: kubesim.Sim) -> None:
@@ -338,7 +340,9 @@ def test_rollback_blocks_the_release_rolled_back_from_and_deploys_refuse_it(sim:
     before_rv, before_state = resource_version(sim), app_state(sim, NS)
     entries_before = len(ledger(sim)[0])
     planned = cli(sim, "--mode", "calculate", "--release", "1.1.0", who=GITHUB)  # the plan job hears it first
-    assert planned.code == 0 and planned.outputs["mode"] == "rollback", planned.stdout
+    # newer than the last successful 1.0.0: a deploy (Octopus's rule), and blocked, so the plan job can stop
+    assert planned.code == 0 and planned.outputs["mode"] == "deploy", planned.stdout
+    assert planned.outputs["blocked"] == "true" and planned.outputs["blocked-release"] == "1.1.0"
     assert any("release 1.1.0 was blocked by hubot" in w and "would be refused" in w
                for w in planned.commands("warning")), planned.stdout
     for args in (("--mode", "deploy", "--images", f"web={IMAGE}:1.1.0"),

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rollback.history import History, Revision
 from rollback.inputs import WorkloadRef
-from rollback.modes import RUN_ON_OUTPUTS, Decision, LedgerFacts, calculate, run_on_flags
+from rollback.modes import RUN_ON_OUTPUTS, LedgerFacts, calculate, run_on_flags
 
 WEB = WorkloadRef("Deployment", "web")
 
@@ -27,90 +27,138 @@ def cluster(*releases: str | None, live: int | None = None, live_release: str | 
 EMPTY = cluster()
 
 
-# --- cluster-state rules (no ledger) -------------------------------------------------------------------------
+# --- the decision table: Octopus's rule for versions, history membership for the rest -------------------------
 
-def test_first_deploy_with_empty_history() -> None:
-    decision = calculate("1.0.0", EMPTY)
-    assert decision == Decision("deploy", "none", None, (), "release 1.0.0 is not in the revision history of "
-                                "deployment/web: a new deploy", None, None)
+S_A = LedgerFacts  # LedgerFacts(last successful S, last attempted A, succeeded...)
+
+# (id, release C, cluster, ledger facts, mode, target revision, release a rollback leaves, version-change)
+TABLE = [
+    # first deploy
+    ("first-deploy", "1.0.0", EMPTY, None, "deploy", None, None, "none"),
+    ("first-deploy-sha", "abc1234", EMPTY, None, "deploy", None, None, "none"),
+    ("first-deploy-empty-ledger", "1.0.0", EMPTY, S_A(None, None), "deploy", None, None, "none"),
+    # O2: C > S, C >= A: deploy (also with S and A from the live release when there is no ledger)
+    ("O2-new-release", "2.0.0", cluster("1.0.0", "1.1.0"), None, "deploy", None, None, "major"),
+    ("O2-new-release-ledger", "1.4", cluster("1.2", "1.3"), S_A("1.3", "1.3"), "deploy", None, None, "minor"),
+    # story 1: after rolling back to 1.0.0, the newer 1.1.0 is a roll-forward (its revision can be undone to)
+    ("O2-roll-forward-after-rollback", "1.1.0", cluster("1.0.0", "1.1.0", "1.0.0"), S_A("1.0.0", "1.0.0"),
+     "deploy", 2, None, "minor"),
+    ("O2-roll-forward-no-ledger", "1.1.0", cluster("1.0.0", "1.1.0", "1.0.0"), None, "deploy", 2, None, "minor"),
+    # story 2: 1.3.0 failed and was put back; deploying 1.3.0 again is a retry: deploy
+    ("O2-retry-of-failed", "1.3.0", cluster("1.2.0", "1.3.0", "1.2.0"), S_A("1.2.0", "1.3.0"),
+     "deploy", 2, None, "minor"),
+    ("O2-retry-failed-still-live", "1.3.0", cluster("1.2.0", "1.3.0"), S_A("1.2.0", "1.3.0"),
+     "deploy", 2, None, "identical"),
+    ("O2-hotfix-above-failed", "1.3.1", cluster("1.2", "1.3"), S_A("1.2", "1.3"), "deploy", None, None, "patch"),
+    # O1: S < C < A: rollback relative to the failed A (Octopus's versionToCompare = A)
+    ("O1-between-good-and-failed", "1.2.0", cluster("1.0.0", "1.3.0", "1.0.0"), S_A("1.0.0", "1.3.0"),
+     "rollback", None, "1.3.0", "minor"),
+    # O3: C < S: rollback; it leaves the live release
+    ("O3-older-revision", "1.1.0", cluster("1.0.0", "1.1.0", "1.2.0"), None, "rollback", 2, "1.2.0", "minor"),
+    ("O3-older-revision-ledger", "1.1", cluster("1.1", "1.2", "1.3"), S_A("1.2", "1.3"),
+     "rollback", 1, "1.3", "minor"),
+    ("O3-no-revision-has-it", "1.0.5", cluster("1.1.0", "1.2.0"), None, "rollback", None, "1.2.0", "minor"),
+    ("O3-pruned-but-succeeded", "1.0", cluster("1.2"), S_A("1.2", "1.2", ("1.2", "1.0")),
+     "rollback", None, "1.2", "minor"),
+    ("O3-already-live", "1.1", cluster("1.2", "1.1"), S_A("1.2", "1.2"), "rollback", 2, "1.2", "identical"),
+    # O4: C == S < A: returning to the last good release after a newer one failed blocks A, never S
+    ("O4-returning-put-back", "1.2", cluster("1.1", "1.3", "1.2"), S_A("1.2", "1.3"),
+     "rollback", 3, "1.3", "minor"),
+    ("O4-returning-failed-live", "1.2", cluster("1.1", "1.2", "1.3"), S_A("1.2", "1.3"),
+     "rollback", 2, "1.3", "minor"),
+    ("O4-returning-pruned", "1.2", cluster("1.3"), S_A("1.2", "1.3"), "rollback", None, "1.3", "minor"),
+    # O5: C == S >= A: redeploy
+    ("O5-redeploy", "1.2.0", cluster("1.0.0", "1.1.0", "1.2.0"), None, "redeploy", 3, None, "identical"),
+    ("O5-redeploy-ledger", "1.2", cluster("1.1", "1.2"), S_A("1.2", "1.2"), "redeploy", 2, None, "identical"),
+    ("O5-equal-versions", "1.2.0", cluster("1.2"), None, "redeploy", None, None, "identical"),
+    # pre-releases are kept and ordered as SemVer (Octopus cuts at "-" and would call these redeploys)
+    ("pre-final-after-rc", "1.2.0", cluster("1.1.0", "1.2.0-rc.1"), None, "deploy", None, None, "prerelease"),
+    ("pre-rc-after-final", "1.2.0-rc.1", cluster("1.2.0-rc.1", "1.2.0"), None,
+     "rollback", 1, "1.2.0", "prerelease"),
+    ("pre-rc10-after-rc9", "1.2.0-rc.10", cluster("1.2.0-rc.9"), None, "deploy", None, None, "prerelease"),
+    ("pre-alpha-before-beta", "1.2.0-alpha", cluster("1.2.0-beta"), S_A("1.2.0-beta", "1.2.0-beta"),
+     "rollback", None, "1.2.0-beta", "prerelease"),
+    ("pre-ledger-rc-then-final", "1.2.0", cluster("1.2.0-rc.1"), S_A("1.2.0-rc.1", "1.2.0-rc.1"),
+     "deploy", None, None, "prerelease"),
+    # four-part versions (Octopus's Revision) and more parts
+    ("build-fourth-part", "2021.09.23.2", cluster("2021.09.23.1"), None, "deploy", None, None, "build"),
+    ("build-fifth-part", "1.2.3.4.4", cluster("1.2.3.4.5"), None, "rollback", None, "1.2.3.4.5", "build"),
+    ("one-part", "2", cluster("1"), None, "deploy", None, None, "major"),
+    # SHAs and free text: the history-membership rule (H1..H6)
+    ("H2-sha-live", "e9a5f00", cluster("3f2a9c1", "b71e0d4", "e9a5f00"), None, "redeploy", 3, None, "identical"),
+    ("H3-sha-older", "3f2a9c1", cluster("3f2a9c1", "b71e0d4", "e9a5f00"), None,
+     "rollback", 1, "e9a5f00", "none"),
+    ("H3-sha-newest-duplicate", "aaa1111", cluster("aaa1111", "bbb2222", "aaa1111", "ccc3333"), None,
+     "rollback", 3, "ccc3333", "none"),
+    ("H6-sha-new", "0c4d2aa", cluster("3f2a9c1", "b71e0d4"), None, "deploy", None, None, "none"),
+    ("H1-sha-returning-live", "aaa1111", cluster("bbb2222", "aaa1111"), S_A("aaa1111", "bbb2222"),
+     "rollback", 2, "bbb2222", "identical"),
+    ("H4-sha-returning-pruned", "aaa1111", cluster("bbb2222"), S_A("aaa1111", "bbb2222"),
+     "rollback", None, "bbb2222", "none"),
+    ("H5-sha-succeeded-before", "aaa1111", cluster("bbb2222"), S_A("bbb2222", None, ("bbb2222", "aaa1111")),
+     "rollback", None, "bbb2222", "none"),
+    ("H6-sha-failed-attempt-other", "ccc3333", cluster("bbb2222"), S_A("aaa1111", "bbb2222"),
+     "deploy", None, None, "none"),
+    ("H-version-after-sha", "1.0.0", cluster("abc1234"), None, "deploy", None, None, "none"),
+    ("H-tag-latest", "latest", cluster("latest", "stable"), None, "rollback", 1, "stable", "none"),
+]
 
 
-def test_redeploy_when_live() -> None:
-    decision = calculate("1.2.0", cluster("1.0.0", "1.1.0", "1.2.0"))
-    assert (decision.mode, decision.version_change, decision.previous_release) == ("redeploy", "identical",
-                                                                                   "1.2.0")
-    assert decision.target_revision == 3 and decision.warnings == () and decision.rolled_back_from is None
+@pytest.mark.parametrize(("release", "history", "facts", "mode", "target", "left", "change"),
+                         [row[1:] for row in TABLE], ids=[row[0] for row in TABLE])
+def test_decision_table(release: str, history: History, facts: LedgerFacts | None, mode: str,
+                        target: int | None, left: str | None, change: str) -> None:
+    decision = calculate(release, history, facts)
+    assert (decision.mode, decision.target_revision, decision.rolled_back_from, decision.version_change) == (
+        mode, target, left, change), decision.reason
 
 
-def test_plain_rollback_to_older_revision() -> None:
-    decision = calculate("1.1.0", cluster("1.0.0", "1.1.0", "1.2.0"))
-    assert (decision.mode, decision.version_change, decision.target_revision) == ("rollback", "minor", 2)
-    assert decision.rolled_back_from == "1.2.0" and decision.warnings == ()
-    assert "revision 2 of deployment/web" in decision.reason
+def test_every_octopus_branch_is_in_the_table() -> None:
+    ids = {row[0].split("-", 1)[0] for row in TABLE}
+    assert {"O1", "O2", "O3", "O4", "O5", "H1", "H2", "H3", "H4", "H5", "H6", "first", "pre"} <= ids
 
 
-def test_rollback_picks_newest_older_revision() -> None:
-    assert calculate("v1", cluster("v1", "v2", "v1", "v3")).target_revision == 3
+def test_reasons_name_the_facts_and_their_source() -> None:
+    decision = calculate("1.3.0", cluster("1.2.0", "1.3.0", "1.2.0"), S_A("1.2.0", "1.3.0"))
+    assert decision.reason == ("release 1.3.0 is newer than the last successful release (a retry of the failed "
+                               "attempt): a deploy (last successful 1.2.0, last attempted 1.3.0 (the ledger))")
+    github = S_A("1.2.0", "1.3.0", source="GitHub Deployments")
+    assert "(GitHub Deployments)" in calculate("1.2.0", cluster("1.3.0"), github).reason
+    assert "(the cluster)" in calculate("1.1.0", cluster("1.1.0", "1.2.0")).reason
+    returning = calculate("1.2", cluster("1.1", "1.3", "1.2"), S_A("1.2", "1.3"))
+    assert "a newer attempt 1.3 did not succeed: returning to it is a rollback" in returning.reason
+    gone = calculate("1.0.5", cluster("1.1.0", "1.2.0"))
+    assert gone.reason.endswith("no revision of deployment/web has it, so it must be deployed again")
 
 
-def test_deploy_new_higher_release() -> None:
-    decision = calculate("2.0.0", cluster("1.0.0", "1.1.0"))
-    assert (decision.mode, decision.version_change, decision.warnings) == ("deploy", "major", ())
-
-
-def test_deploy_lower_version_not_in_history_warns() -> None:
-    decision = calculate("1.0.5", cluster("1.1.0", "1.2.0"))
-    assert decision.mode == "deploy" and decision.version_change == "minor"
-    assert decision.warnings == ("release 1.0.5 is lower than the live release 1.2.0 but is not in history: "
-                                 "deploying it as a new release",)
-
-
-def test_rollback_to_higher_version_warns() -> None:
-    # 2.0.0 was deployed, then an older 1.9.0 hotfix line went live; going back to 2.0.0 is a rollback
-    decision = calculate("2.0.0", cluster("2.0.0", "1.9.0"))
-    assert decision.mode == "rollback" and decision.version_change == "major"
-    assert decision.warnings == ("release 2.0.0 is higher than the live release 1.9.0 but was deployed before "
-                                 "it: rolling back to it",)
-
-
-def test_prerelease_and_release_are_different_releases() -> None:
-    history = cluster("1.1.0", "1.2.0-rc.1")
-    decision = calculate("1.2.0", history)
-    assert decision.mode == "deploy" and decision.version_change == "other" and decision.warnings == ()
-    assert calculate("1.2.0-rc.1", history).mode == "redeploy"
-    rollback = calculate("1.2.0-rc.1", cluster("1.2.0-rc.1", "1.2.0"))
-    assert rollback.mode == "rollback" and rollback.version_change == "other"
-
-
-def test_sha_releases() -> None:
-    history = cluster("3f2a9c1", "b71e0d4", "e9a5f00")
-    assert calculate("e9a5f00", history).mode == "redeploy"
-    decision = calculate("3f2a9c1", history)
-    assert (decision.mode, decision.version_change, decision.warnings) == ("rollback", "none", ())
-    decision = calculate("0c4d2aa", history)
-    assert (decision.mode, decision.version_change, decision.warnings) == ("deploy", "none", ())
-
-
-def test_calver_and_five_part_versions() -> None:
-    assert calculate("2021.09.23.2", cluster("2021.09.23.1")).version_change == "other"
-    assert calculate("1.2.3.4.5", cluster("1.2.3.4.4")).version_change == "other"
-    assert calculate("2", cluster("1")).version_change == "major"
+def test_deploy_of_a_live_release_the_ledger_does_not_know_warns() -> None:
+    decision = calculate("1.3", cluster("1.2", "1.3"), S_A("1.2", "1.2"))
+    assert decision.mode == "deploy" and decision.target_revision == 2
+    assert decision.warnings == ("release 1.3 is already live on deployment/web (revision 2) but the ledger "
+                                 "records 1.2 as the last successful release: deploying it again",)
 
 
 def test_stale_workload_annotation_uses_live_revision() -> None:
     # e.g. kubectl undo of a StatefulSet: the template is v1 again but the object still says v2
     history = cluster("v1", "v2", live=1, live_release="v2")
     decision = calculate("v1", history)
-    assert decision.mode == "redeploy" and decision.target_revision == 1
+    assert decision.target_revision == 1
     assert decision.warnings == ("the change-cause of deployment/web is 'v2' but its live revision 1 is "
                                  "recorded as 'v1': treating 'v1' as live",)
-    assert calculate("v2", history).mode == "redeploy"  # the object's own change-cause still counts as live
+    sha = cluster("aaa1111", "bbb2222", live=1, live_release="bbb2222")
+    assert calculate("aaa1111", sha).mode == "redeploy"
+    assert calculate("bbb2222", sha).mode == "redeploy"  # the object's own change-cause still counts as live
 
 
 def test_no_change_cause_on_live() -> None:
     decision = calculate("1.0.0", cluster("0.9.0", None))
     assert decision.mode == "deploy" and decision.previous_release is None
     assert decision.version_change == "none"
+
+
+def test_version_change_baseline_falls_back_to_ledger() -> None:
+    decision = calculate("1.3.0", EMPTY, LedgerFacts("1.2.0", "1.2.0"))
+    assert decision.previous_release == "1.2.0" and decision.version_change == "minor"
 
 
 def test_empty_release_means_previous_revision() -> None:
@@ -124,105 +172,21 @@ def test_empty_release_means_previous_revision() -> None:
         assert "no previous revision" in decision.reason
 
 
-# --- ledger rules: one test per row of the table -----------------------------------------------------------
-
-def test_row1_live_but_returning_after_failed_attempt_is_rollback() -> None:
-    # 1.3 failed and was compensated: 1.2 is live again; deploying 1.2 now is a rollback (Octopus semantics)
-    history = cluster("1.1", "1.3", "1.2")
-    decision = calculate("1.2", history, LedgerFacts("1.2", "1.3"))
-    assert decision.mode == "rollback" and decision.target_revision == 3
-    assert decision.rolled_back_from == "1.3"  # the good live release must not be the one blocked
-    assert "failed attempt of 1.3 after the last successful 1.2" in decision.reason
-
-
-def test_row2_live_without_failed_attempt_is_redeploy() -> None:
-    decision = calculate("1.2", cluster("1.1", "1.2"), LedgerFacts("1.2", "1.2"))
-    assert decision.mode == "redeploy" and decision.rolled_back_from is None
-    assert calculate("1.2", cluster("1.1", "1.2"), LedgerFacts("1.2", None)).mode == "redeploy"
-
-
-def test_row3_older_revision_is_rollback_whatever_the_ledger_says() -> None:
-    # deploy lower version after a failed higher one: 1.3 failed and is still live (no rollback-on-failure)
-    history = cluster("1.1", "1.2", "1.3")
-    decision = calculate("1.2", history, LedgerFacts("1.2", "1.3"))
-    assert (decision.mode, decision.target_revision, decision.rolled_back_from) == ("rollback", 2, "1.3")
-    assert calculate("1.1", history, LedgerFacts("1.3", "1.3")).mode == "rollback"
-
-
-def test_row4_absent_and_returning_is_rollback() -> None:
-    # history pruned down to the failed release only
-    history = cluster("1.3")
-    decision = calculate("1.2", history, LedgerFacts("1.2", "1.3"))
-    assert decision.mode == "rollback" and decision.target_revision is None
-    assert decision.rolled_back_from == "1.3" and "must be deployed again" in decision.reason
-    lower = calculate("1.1", history, LedgerFacts("1.2", "1.3"))  # below both S and A
-    assert lower.mode == "rollback" and lower.target_revision is None
-
-
-def test_row5_absent_but_succeeded_before_is_rollback() -> None:
-    decision = calculate("1.0", cluster("1.2"), LedgerFacts("1.2", "1.2", ("1.0", "1.1", "1.2")))
-    assert decision.mode == "rollback" and decision.target_revision is None
-    assert decision.rolled_back_from == "1.2"
-    assert "records it as deployed successfully before" in decision.reason
-    # SHAs: no version order needed
-    assert calculate("aaa1111", cluster("bbb2222"), LedgerFacts("bbb2222", None, ("aaa1111",))).mode == (
-        "rollback")
-
-
-def test_row6_absent_but_equal_to_last_successful_deploys_with_warning() -> None:
-    decision = calculate("1.2", cluster("1.1"), LedgerFacts("1.2", "1.2"))
-    assert decision.mode == "deploy"
-    assert decision.warnings == ("the ledger records 1.2 as the last successful release, but no revision of "
-                                 "deployment/web has it (history pruned or changed outside this action): "
-                                 "deploying it again",)
-
-
-def test_row7_absent_otherwise_deploys() -> None:
-    assert calculate("1.4", cluster("1.2", "1.3"), LedgerFacts("1.2", "1.3")).mode == "deploy"
-    # a hotfix between the last good and the failed release is a deploy, not Octopus's rollback
-    decision = calculate("1.2.1", cluster("1.2", "1.3"), LedgerFacts("1.2", "1.3"))
-    assert decision.mode == "deploy"
-    assert decision.warnings == ("release 1.2.1 is lower than the last attempted release 1.3 (which failed) "
-                                 "but not lower than the last successful release 1.2: deploying it as a new "
-                                 "release",)
-    # lower than S without a failed attempt: a new release, warned like the cluster rule
-    lower = calculate("1.0", cluster("1.2"), LedgerFacts("1.2", "1.2"))
-    assert lower.mode == "deploy" and "lower than the live release 1.2" in lower.warnings[0]
-    # SHAs with a failed attempt: no order, so not "returning" unless it is the last successful one
-    assert calculate("ccc3333", cluster("bbb2222"), LedgerFacts("aaa1111", "bbb2222")).mode == "deploy"
-    assert calculate("aaa1111", cluster("bbb2222"), LedgerFacts("aaa1111", "bbb2222")).mode == "rollback"
-
-
-def test_ledger_without_last_successful_falls_back_to_cluster() -> None:
-    facts = LedgerFacts(None, "1.3", ())
-    assert calculate("1.2", cluster("1.3"), facts) == calculate("1.2", cluster("1.3"))
-
-
-def test_ledger_prerelease_is_not_the_release() -> None:
-    # last successful 1.2.0-rc.1; 1.2.0 was never deployed: the final release is a new deploy
-    decision = calculate("1.2.0", cluster("1.2.0-rc.1"), LedgerFacts("1.2.0-rc.1", "1.2.0-rc.1"))
-    assert decision.mode == "deploy" and decision.version_change == "other"
-
-
-def test_version_change_baseline_falls_back_to_ledger() -> None:
-    decision = calculate("1.3.0", EMPTY, LedgerFacts("1.2.0", "1.2.0"))
-    assert decision.previous_release == "1.2.0" and decision.version_change == "minor"
-
-
 # --- properties ----------------------------------------------------------------------------------------------
 
-releases = st.sampled_from(["1.0", "1.1", "1.2", "2.0", "abc1234", "1.2.0-rc.1"])
+shas = st.sampled_from(["abc1234", "bbb2222", "ccc3333", "latest"])
+versions = st.sampled_from(["1.0", "1.1", "1.2", "2.0", "1.2.0-rc.1"])
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> History:
-    rels = draw(st.lists(st.none() | releases, max_size=6))
+def histories(draw: st.DrawFn, names: st.SearchStrategy[str]) -> History:
+    rels = draw(st.lists(st.none() | names, max_size=6))
     live = draw(st.integers(1, len(rels))) if rels else None
     return cluster(*rels, live=live)
 
 
-@given(histories(), releases)
-def test_without_ledger_the_cluster_decides(history: History, release: str) -> None:
+@given(histories(shas), shas)
+def test_without_ledger_the_cluster_decides_for_shas(history: History, release: str) -> None:
     decision = calculate(release, history)
     live_rev = history.revision(history.live)
     is_live = release in (history.live_release, live_rev.release if live_rev else None)
@@ -234,18 +198,18 @@ def test_without_ledger_the_cluster_decides(history: History, release: str) -> N
             r.number for r in history.revisions if r.release == release and r.number != history.live)
 
 
-@given(histories(), releases, st.none() | releases, st.none() | releases, st.lists(releases, max_size=3))
-def test_ledger_only_adds_rollbacks_when_release_is_not_live(history: History, release: str,
-                                                            last_ok: str | None, attempted: str | None,
-                                                            succeeded: list[str]) -> None:
-    plain = calculate(release, history)
-    with_ledger = calculate(release, history, LedgerFacts(last_ok, attempted, tuple(succeeded)))
-    if plain.mode == "rollback":
-        assert with_ledger.mode == "rollback" and with_ledger.target_revision == plain.target_revision
-    if with_ledger.mode != plain.mode:
-        assert with_ledger.mode == "rollback"
-    if with_ledger.mode == "rollback":
-        assert with_ledger.rolled_back_from is not None or history.live_release is None
+@given(histories(versions | shas), versions | shas, st.none() | versions | shas, st.none() | versions | shas)
+def test_only_a_rollback_leaves_a_release_and_never_the_one_it_goes_to(
+        history: History, release: str, last_ok: str | None, attempted: str | None) -> None:
+    decision = calculate(release, history, LedgerFacts(last_ok, attempted))
+    if decision.mode != "rollback":
+        assert decision.rolled_back_from is None
+    assert decision.rolled_back_from != release
+    if decision.target_revision is not None:
+        assert history.revision(decision.target_revision) is not None
+        revision = history.revision(decision.target_revision)
+        assert revision is not None
+        assert revision.release == release or decision.target_revision == history.live
 
 
 # --- run-on flags --------------------------------------------------------------------------------------------

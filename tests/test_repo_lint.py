@@ -46,7 +46,7 @@ BOOLEAN_INPUTS = {
 }
 # The documented contract (issues 3-6): these defaults are what users rely on when they omit an input.
 EXPECTED_DEFAULTS = {
-    "namespace": "default",
+    "namespace": "",  # issue 12: the kubeconfig context's namespace, else default
     "mode": "auto",
     "insecure-skip-tls-verify": "false",
     "wait": "true",

@@ -54,6 +54,7 @@ def test_output_names_exactly() -> None:
         "previous-release", "revision", "previous-revision", "rolled-back", "skipped", "failed-release",
         "history", "result", "blocked-release", "blocked", "last-successful-release", "last-attempted-release",
         "plan",
+        "failure-reason",
     )
 
 
@@ -70,7 +71,7 @@ def test_outputs_for_a_rollback() -> None:
         "run-on-redeploy-or-rollback": "true", "version-change": "minor", "release": "1.1.0",
         "previous-release": "1.2.0", "revision": "4", "previous-revision": "3", "rolled-back": "false",
         "skipped": "false", "failed-release": "", "blocked-release": "1.2.0", "blocked": "false",
-        "last-successful-release": "1.1.0", "last-attempted-release": "1.2.0",
+        "last-successful-release": "1.1.0", "last-attempted-release": "1.2.0", "failure-reason": "",
     }
     assert json.loads(out["history"]) == ROWS
     assert " " not in out["history"].replace("web=nginx", "")  # compact JSON
@@ -195,7 +196,7 @@ def test_summary_for_a_rollback() -> None:
      "Calculated mode for 2.0: deploy", "✅ succeeded"),
     (RunReport("history"), "Revision history", "✅ succeeded"),
     (RunReport("rollback", dry_run=True), "Roll back to the previous revision", "🧪 dry run: nothing was changed"),
-    (RunReport("deploy", release="1.3", rolled_back=True, error="timed out"), "Deploy 1.3",
+    (RunReport("deploy", release="1.3", rolled_back=True, failed_release="1.3", error="timed out"), "Deploy 1.3",
      "↩️ failed and rolled back"),
     (RunReport("auto", release="1.3", blocked=True, error="blocked"), "Auto 1.3",
      "⛔ refused: the release is blocked"),

@@ -89,10 +89,12 @@ def test_compare_none_for_non_versions() -> None:
     ("deadbeef1", "deadbeef1", "identical"), ("1.2.3", "1.2.3", "identical"), ("v1.2", "1.2.0", "identical"),
     ("1.2.3", "2.0.0", "major"), ("1.2.3", "1.3.0", "minor"), ("1.2.3", "1.2.4", "patch"),
     ("1", "2", "major"), ("1", "1.1", "minor"), ("1.0", "1.0.1", "patch"),
-    ("2021.09.23.1", "2021.09.23.2", "other"), ("2021.09.23.1", "2021.09.24.1", "patch"),
-    ("1.2.3.4.5", "1.2.3.4.6", "other"), ("1.2.3-rc.1", "1.2.3", "other"), ("1.2.3", "1.2.3.post1", "other"),
-    ("1.0.0+a", "1.0.0+b", "other"), ("1.0.0", "1.0.0+b", "other"), ("1!1.0", "1.0", "major"),
-    ("1.2.3-beta", "1.3.0-beta", "minor"), ("1.0.dev1", "1.0", "other"),
+    ("2021.09.23.1", "2021.09.23.2", "build"), ("2021.09.23.1", "2021.09.24.1", "patch"),
+    ("1.2.3.4.5", "1.2.3.4.6", "build"), ("1.2.3", "1.2.3.1", "build"), ("1.2.3-rc.1", "1.2.3", "prerelease"),
+    ("1.2.3-rc.1", "1.2.3-rc.2", "prerelease"), ("1.2.3", "1.2.3.post1", "build"),
+    ("1.0.0+a", "1.0.0+b", "build"), ("1.0.0", "1.0.0+b", "build"), ("1!1.0", "1.0", "major"),
+    ("1.2.3-beta", "1.3.0-beta", "minor"), ("1.0.dev1", "1.0", "prerelease"),
+    ("1.2.3.4-rc.1", "1.2.3.5", "build"),
 ])
 def test_version_change(old: str | None, new: str | None, expected: str) -> None:
     assert version_change(old, new) == expected

@@ -6,28 +6,22 @@ prefix ``⛔ BLOCKED: `` and its body a note between ``<!-- kube-release-rollbac
 the same facts as JSON in an HTML comment, for the deploy in production that reads them back
 (``check_block``).
 
-Only ``name`` and ``body`` are ever changed (``prerelease``, ``draft``, ``make_latest`` are left alone). Talks
-to the GitHub REST API at ``GITHUB_API_URL`` (GitHub Enterprise: ``https://HOST/api/v3``) with
-``urllib.request``. The token is sent only as the ``Authorization`` header of our own requests (not forwarded
-on redirects) and never appears in messages or ``repr``.
+Only ``name`` and ``body`` are ever changed (``prerelease``, ``draft``, ``make_latest`` are left alone). The
+requests go through ``rollback.github.client`` (``GITHUB_API_URL``, rate limits, redirects, the token kept
+out of every message).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rollback.github.client import GitHubApiError, GitHubClient
 from rollback.ledger import Block, utc_now
-
-DEFAULT_API_URL = "https://api.github.com"
-API_VERSION = "2022-11-28"
-USER_AGENT = "kube-release-rollback"
 
 NAME_PREFIX = "⛔ BLOCKED: "
 BLOCK_START = "<!-- kube-release-rollback:block -->"
@@ -287,35 +281,21 @@ def parse_block(name: str, body: str, tag: str) -> Block | None:
 
 
 class GitHubReleases:
-    """Releases of one repository. ``api_url`` is ``GITHUB_API_URL``; ``repository`` is ``owner/name``."""
+    """Releases of one repository (``owner/name``) through ``client``."""
 
-    def __init__(
-        self,
-        api_url: str,
-        repository: str,
-        token: str,
-        opener: urllib.request.OpenerDirector | None = None,
-        timeout: float = 15.0,
-    ) -> None:
+    def __init__(self, client: GitHubClient, repository: str) -> None:
         owner, sep, repo = repository.partition("/")
         if not sep or not owner or not repo or "/" in repo:
             raise ValueError(f"repository must be owner/name, got {repository!r}")
-        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        self.client = client
+        self.api_url = client.api_url
         self.repository = repository
         self._repo_path = f"/repos/{urllib.parse.quote(owner, safe='')}/{urllib.parse.quote(repo, safe='')}"
-        self._token = token
-        self._opener = opener or urllib.request.build_opener()
-        self.timeout = timeout
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], token: str, **kwargs: Any) -> GitHubReleases:
         """From ``GITHUB_API_URL`` (default api.github.com) and ``GITHUB_REPOSITORY``."""
-        return cls(
-            environ.get("GITHUB_API_URL") or DEFAULT_API_URL,
-            environ.get("GITHUB_REPOSITORY", ""),
-            token,
-            **kwargs,
-        )
+        return cls(GitHubClient.from_env(environ, token, **kwargs), environ.get("GITHUB_REPOSITORY", ""))
 
     def __repr__(self) -> str:
         return f"GitHubReleases(api_url={self.api_url!r}, repository={self.repository!r})"
@@ -324,51 +304,19 @@ class GitHubReleases:
 
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
         """JSON of a successful answer; raises GitHubError(outcome) otherwise."""
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.api_url + path, data=data, method=method)
-        request.add_header("Accept", "application/vnd.github+json")
-        request.add_header("X-GitHub-Api-Version", API_VERSION)
-        request.add_header("User-Agent", USER_AGENT)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        request.add_unredirected_header("Authorization", f"Bearer {self._token}")
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise GitHubError(self._classify(method, path, exc)) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise GitHubError(
-                Outcome(ERROR, self._scrub(f"could not reach the GitHub API at {self.api_url}: {reason}"))
-            ) from None
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError:
-            raise GitHubError(
-                Outcome(
-                    ERROR,
-                    f"the GitHub API at {self.api_url} answered {method} {path} with "
-                    f"something that is not JSON",
-                )
-            ) from None
+            return self.client.request(method, path, payload).body
+        except GitHubApiError as exc:
+            raise GitHubError(self._classify(exc)) from None
 
-    def _classify(self, method: str, path: str, exc: urllib.error.HTTPError) -> Outcome:
-        status = exc.code
-        try:
-            detail = json.loads(exc.read() or b"{}").get("message", "")
-        except (ValueError, AttributeError, OSError):
-            detail = ""
-        detail = self._scrub(str(detail))
-        said = f"HTTP {status}" + (f": {detail}" if detail else "")
-        headers = exc.headers
+    def _classify(self, exc: GitHubApiError) -> Outcome:
+        status = exc.status
+        said = f"HTTP {status}" + (f": {exc.detail}" if exc.detail else "")
+        if status == 0:
+            return Outcome(ERROR, exc.message)
         if status == 404:
             return Outcome(NO_SUCH_RELEASE, f"no such GitHub Release in {self.repository} ({said})", status)
-        if (
-            status in (403, 429)
-            and headers is not None
-            and (headers.get("x-ratelimit-remaining") == "0" or headers.get("retry-after"))
-        ):
+        if exc.rate_limited:
             return Outcome(ERROR, f"the GitHub API rate limit was hit ({said}); try again later", status)
         if status == 403:
             return Outcome(
@@ -379,10 +327,7 @@ class GitHubReleases:
             )
         if status == 401:
             return Outcome(ERROR, f"the GitHub API rejected the github-token ({said})", status)
-        return Outcome(ERROR, f"GitHub API {method} {path} failed ({said})", status)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        return Outcome(ERROR, exc.message, status)
 
     # -- public API
 
