@@ -816,6 +816,9 @@ def _plan_for(inputs: Inputs, target: Target, planned: str, manifests: Mapping[s
                                      history.live_release, notes=("the target revision is already live",))
         changes = change_plan.template_changes(before, revision.template) + change_plan.release_change(
             history.live_release, revision.release)
+        newest = max((r.number for r in history.revisions), default=revision.number)
+        if revision.number < newest:  # like kubectl's undo, the controller renumbers the revision returned to
+            notes.append(f"revision {revision.number} becomes revision {newest + 1}")
         return change_plan.WorkloadPlan(workload, "rollback", history.live, history.live_release, revision.number,
                                  revision.release, changes, tuple(notes))
     after = before

@@ -535,6 +535,7 @@ def test_calculate_shows_the_plan_of_a_rollback(sim: kubesim.Sim) -> None:
     assert run.code == 0, run.stdout
     [item] = plan_of(run)
     assert item["action"] == "rollback" and item["to"] == {"revision": 1, "release": "1.0.0"}
+    assert item["notes"] == ["revision 1 becomes revision 3"]
     changes = {c["field"]: (c["before"], c["after"]) for c in item["changes"]}
     assert changes["container web: image"] == (IMG + "1.1.0", IMG + "1.0.0")
     assert changes["container web: env COLOR"] == (None, "from ConfigMap web-config key color")
@@ -555,6 +556,8 @@ def test_a_dry_run_rollback_plans_exactly_what_the_rollback_does(sim: kubesim.Si
     assert real.code == 0, real.stdout
     assert plan_of(dry) == plan_of(real) and plan_of(real)[0]["changes"]
     assert plan_group(dry) == plan_group(real)
+    assert plan_of(real)[0]["notes"] == ["revision 1 becomes revision 3"]
+    assert history_pairs(sim)[-1] == (3, "1.0.0")  # what the note said
     live = get_deployment(sim)["spec"]["template"]["spec"]["containers"][0]
     changes = {c["field"]: c["after"] for c in plan_of(real)[0]["changes"]}
     assert live["image"] == changes["container web: image"]
