@@ -123,6 +123,7 @@ class Context:
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
+    ledger_unusable: bool = False  # the ledger ConfigMap exists but is corrupt: not read, not written
 
 
 CHANGING_MODES = ("auto", "deploy", "rollback")
@@ -182,7 +183,7 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         err.results = _early_results(inputs, ctx, [])  # type: ignore[attr-defined]
         raise
     if state is None and ctx.ledger is not None:  # unusable (see _load_ledger): not read, not written
-        ctx = replace(ctx, ledger=None)
+        ctx = replace(ctx, ledger=None, ledger_unusable=True)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
     block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate", "rollback") else None
@@ -1341,6 +1342,9 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
             where = f"the release ledger refused the write ({ledger_error})"
             if recorded:
                 where += "; only the GitHub Release carries it, which runs without a github-token do not check"
+        elif ctx.ledger_unusable:
+            where = ("the release ledger is not usable (see the warning above: it was left untouched), and no "
+                     "GitHub Release was marked (no github-token, or see the warning above)")
         else:
             where = "ledger is false, and no GitHub Release was marked (no github-token, or see the warning above)"
         message = (f"the rollback is done, but the block of {names} was not recorded in the ledger: {where}. "

@@ -182,9 +182,15 @@ def test_image_pull_failure_fails_fast_and_is_rolled_back(fast: kubesim.Sim, kin
 ])
 def test_missing_config_fails_fast_and_is_rolled_back(fast: kubesim.Sim, tmp_path: Any, kind: str, case: str,
                                                       reason: str, message: str) -> None:
+    """A manifest needing a missing ConfigMap/Secret is refused before any write when the pre-flight check can
+    read ConfigMaps and Secrets (tests/test_preflight_runs.py). Without that permission (and without the
+    ledger, which needs it too) the check is unknown, said once, and fail-fast is what catches the pods."""
     old = live_on_good(fast, kind)
-    run = deploy(fast, kind, "2.0.0", "--manifests", bad_manifest_file(tmp_path, kind, case),
-                 "--rollback-on-failure", "--timeout", TIMEOUT)
+    env = restricted_kubeconfig(fast, tmp_path, *NO_CONFIG_READS)
+    run = run_cli(fast, "--namespace", NS, "--deployment", workload(kind), "--mode", "deploy", "--release", "2.0.0",
+                  "--manifests", bad_manifest_file(tmp_path, kind, case), "--no-ledger", "--rollback-on-failure",
+                  "--timeout", TIMEOUT, extra_env=env)
+    assert sum("could not check everything before writing" in w for w in run.warnings) == 1, run.stdout
     container = "-" if case == "config-volume" else "app"
     if case == "config-volume":  # a pod-level finding: no container
         assert run.code == 2, run.stdout
@@ -271,7 +277,7 @@ def test_several_workloads_are_put_back_as_soon_as_one_fails(fast: kubesim.Sim) 
     for kind in ("Deployment", "StatefulSet"):
         fast.apply(manifest(kind))
     run = run_cli(fast, "--deployment", "deployment/web", "--deployment", "statefulset/db", "--mode", "deploy",
-                  "--release", "1.0.0", "--images", f"app={GOOD}", "--timeout", "30s")
+                  "--release", "1.0.0", "--images", f"app={GOOD}", "--images-apply-to-all", "--timeout", "30s")
     assert run.code == 0, run.stdout
     # web gets a crashing image, db a healthy one: only web can fail
     fast.apply({**manifest("Deployment"), "spec": {**manifest("Deployment")["spec"], "template": {
@@ -279,7 +285,7 @@ def test_several_workloads_are_put_back_as_soon_as_one_fails(fast: kubesim.Sim) 
             {"name": "app", "image": GOOD}, {"name": "side", "image": "registry.example/side:1"}]}}}})
     run = run_cli(fast, "--deployment", "deployment/web", "--deployment", "statefulset/db", "--mode", "deploy",
                   "--release", "2.0.0", "--images", "side=registry.example/side:crash-2", "--images",
-                  "app=registry.example/app:2.0.0", "--timeout", TIMEOUT)
+                  "app=registry.example/app:2.0.0", "--images-apply-to-all", "--timeout", TIMEOUT)
     assert run.code == 2, run.stdout
     assert run.outputs["failure-reason"] == "CrashLoopBackOff"
     web, db = run.result()
@@ -289,6 +295,11 @@ def test_several_workloads_are_put_back_as_soon_as_one_fails(fast: kubesim.Sim) 
     assert get(fast, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
 
 
+# everything a deploy with fail-fast reads and writes, except ConfigMaps and Secrets
+NO_CONFIG_READS = ("deployments", "replicasets", "controllerrevisions", "statefulsets", "daemonsets", "pods",
+                   "pods/log", "events", "leases")
+
+
 def restricted_kubeconfig(sim: kubesim.Sim, tmp_path: Any, *resources: str) -> dict[str, str]:
     """A kubeconfig whose token may use only ``resources`` (any verb), and full access for kubesim's own setup."""
     sim.knobs.grant("deployer", "deployer", resources=resources)
@@ -296,7 +307,8 @@ def restricted_kubeconfig(sim: kubesim.Sim, tmp_path: Any, *resources: str) -> d
     return {"KUBECONFIG": path}
 
 
-WITHOUT_PODS = ("deployments", "replicasets", "controllerrevisions", "statefulsets", "daemonsets", "configmaps")
+WITHOUT_PODS = ("deployments", "replicasets", "controllerrevisions", "statefulsets", "daemonsets", "configmaps",
+                "leases")  # a deploy takes a Lease per workload (README: RBAC)
 
 
 def test_without_rbac_for_pods_it_still_rolls_back_without_detail(fast: kubesim.Sim, tmp_path: Any) -> None:

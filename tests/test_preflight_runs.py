@@ -88,7 +88,7 @@ def config_map(sim: kubesim.Sim, name: str, data: dict[str, str]) -> dict[str, A
 
 def secret(sim: kubesim.Sim, name: str) -> dict[str, Any]:
     return sim.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
-                      "stringData": {"password": SECRET_VALUE}})
+                      "stringData": {"password": SECRET_VALUE, "color": "blue"}})
 
 
 def next_second(sim: kubesim.Sim) -> None:
@@ -413,9 +413,13 @@ def test_a_forbidden_config_check_is_unknown_and_said_once(sim: kubesim.Sim) -> 
     call(sim, "DELETE", "/api/v1/namespaces/default/configmaps/web-config-1")
     sim.knobs.fail_next(count=5, method="GET", path="/configmaps/web-config", status=403)
     run = rollback(sim, "1.0.0", "--no-ledger")
-    assert run.code == 0, run.stdout  # unknown is not missing: the check cannot refuse what it could not see
     said = [w for w in run.warnings if "could not check everything before writing" in w]
-    assert len(said) == 1 and "get configmaps (403 Forbidden)" in said[0]
+    assert len(said) == 1 and "get configmaps (403 Forbidden)" in said[0], run.stdout
+    # unknown is not missing: the check cannot refuse what it could not see, so the rollback is written; its
+    # pods then cannot start, which fail-fast reports (and, a rollback being never undone, leaves in place)
+    assert "deployment/web: rolled back to revision 1 (1.0.0)" in run.stdout
+    assert run.code == 1 and run.outputs["failure-reason"] == "CreateContainerConfigError", run.stdout
+    assert run.outputs["release"] == "1.0.0"
 
 
 # -- deploy must change the template ------------------------------------------------------------------------------
@@ -506,6 +510,7 @@ def plan_group(run: CliRun) -> list[str]:
 
 
 def test_the_plan_is_in_the_log_the_summary_and_the_output(sim: kubesim.Sim) -> None:
+    config_map(sim, "web-config", {"color": "blue"})
     put_deployment(sim, "1.0.0", IMG + "1.0.0", pod_spec=with_image(env_from("web-config"), IMG + "1.0.0"))
     run = deploy(sim, "1.1.0", "--images", f"web={IMG}1.1.0")
     assert run.code == 0, run.stdout

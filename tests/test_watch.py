@@ -20,6 +20,7 @@ import kubesim
 from kubesim import errors
 from kubesim.knobs import Knobs
 from kubesim.resources import DAEMONSETS, DEPLOYMENTS, STATEFULSETS
+from rollback.diagnostics import PROBE_SECONDS
 from rollback.workloads import KINDS
 
 Obj = dict[str, Any]
@@ -100,11 +101,13 @@ def watches(log: RequestLog, kind: str) -> list[Any]:
 
 @pytest.mark.parametrize("workload", ["Deployment", "StatefulSet", "DaemonSet"], indirect=True)
 def test_the_wait_is_one_watch_not_a_poll_loop(sim: kubesim.Sim, workload: str) -> None:
+    """Without fail-fast the wait is one watch; fail-fast adds a look at the pods every PROBE_SECONDS
+    (test_fail_fast_looks_at_the_pods_on_a_cadence_not_in_a_loop)."""
     kind = workload
     sim.clock.scale = 0.5  # a pod now takes 0.7 s to become Ready (changing ready_delay would un-ready pods)
     with RequestLog(sim) as log:
         started = time.monotonic()
-        run = deploy(sim, kind)
+        run = deploy(sim, kind, "1.0.0", "registry.example/app:1.0.0", "--no-fail-fast")
         took = time.monotonic() - started
     assert run.code == 0, run.stdout
     assert took >= 1.2, "the rollout must take a while for this test to mean anything"
@@ -121,11 +124,29 @@ def test_the_wait_is_one_watch_not_a_poll_loop(sim: kubesim.Sim, workload: str) 
     assert_no_repeats(lines)
 
 
+def test_fail_fast_looks_at_the_pods_on_a_cadence_not_in_a_loop(sim: kubesim.Sim, workload: str) -> None:
+    """With fail-fast (the default) the watch is reopened, and the new revision's pods listed, at most once
+    per PROBE_SECONDS of the wait (plus the first look and the last window): a cadence, never a loop."""
+    kind = workload
+    sim.clock.scale = 0.5
+    with RequestLog(sim) as log:
+        started = time.monotonic()
+        run = deploy(sim, kind)
+        took = time.monotonic() - started
+    assert run.code == 0, run.stdout
+    assert run.result()[0]["rollout"] == "complete"
+    looks = int(took / PROBE_SECONDS) + 2  # the first look, one per PROBE_SECONDS, and the window that ends it
+    assert 1 <= len(watches(log, kind)) <= looks, (took, watches(log, kind))
+    pod_lists = [e for e in log.entries if e.method == "GET" and e.path.endswith("/pods")]
+    assert 1 <= len(pod_lists) <= looks, (took, [e.path for e in pod_lists])
+    assert_no_repeats(progress_lines(run, kind))
+
+
 def test_progress_is_printed_only_when_it_changes(sim: kubesim.Sim, workload: str) -> None:
     """The Deployment's status changes many times a second during the rollout (every pod, every replica set
     sync); what kubectl would print changes a few times, and only those lines are printed."""
     with RequestLog(sim) as log:
-        run = deploy(sim, workload)
+        run = deploy(sim, workload, "1.0.0", "registry.example/app:1.0.0", "--no-fail-fast")  # one watch
     assert run.code == 0, run.stdout
     lines = progress_lines(run, workload)
     assert_no_repeats(lines)
