@@ -143,6 +143,10 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
             raise
     try:
         return _execute(inputs, ctx, deadline)
+    except (RunError, WorkloadError, ApiFailure) as err:
+        if not hasattr(err, "results"):  # stopped before any workload was read: each is listed, not known
+            err.results = _early_results(inputs, ctx, [])  # type: ignore[union-attr]
+        raise
     finally:
         if leases is not None:
             leases.release()
@@ -1062,8 +1066,8 @@ def _early_results(inputs: Inputs, ctx: Context, targets: list[Target],
         workload = workload_for(ctx.api, inputs.namespace, ref)
         results.append(WorkloadResult(
             workload=str(ref), kind=workload.kind, name=workload.name, namespace=inputs.namespace,
-            mode=inputs.mode, action="unchanged", release=None, previous_release=None, revision=None,
-            previous_revision=None, rollout="n/a", message=why))
+            mode=inputs.mode, action="unchanged", release="unknown", previous_release=None, revision=None,
+            previous_revision=None, rollout="n/a", message=why, unknown=True))
     return tuple(results)
 
 
