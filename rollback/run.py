@@ -149,6 +149,10 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
         raise
     finally:
         if leases is not None:
+            for workload in leases.lost:
+                gha.warning(gha.escape_log(f"{workload}: another run took over this run's lease while it ran (it "
+                                           f"could not renew it for {LEASE_DURATION} s); what is live there may "
+                                           f"be that run's doing"))
             leases.release()
 
 
