@@ -301,7 +301,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     message = _failure_message(failed)
     failed_release = inputs.release if deploys else None
     restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "rollout-failed"), deadline, why=message)
-    report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
+    report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release,
+                     cancelled=ctx.cancellation.requested)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True)
     return report
@@ -983,16 +984,23 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
             all_restored = False
             continue
         note = ""
-        if restored and inputs.wait and wait:
-            with gha.group(f"Waiting for {target.workload} to be restored"):
-                outcome = _wait(ctx, target, deadline)
+        if restored and inputs.wait and wait and ctx.cancellation.requested:
+            note = "; the step was cancelled before its rollout finished"  # writes only, once cancelled
+            target.rollout = "n/a"
+        elif restored and inputs.wait and wait:
+            try:
+                with gha.group(f"Waiting for {target.workload} to be restored"), ctx.cancellation.interruptible():
+                    outcome = _wait(ctx, target, deadline)
+            except Cancelled as cancelled:  # stop waiting; the other workloads are still put back (writes)
+                outcome = RolloutOutcome("timeout", f"{cancelled} before its restore finished rolling out")
+                note = "; the step was cancelled before its rollout finished"
             target.rollout = outcome.result
             if outcome.result == "failed":
                 gha.error(gha.escape_log(f"{target.workload}: restoring it failed: {outcome.message}"))
                 all_restored = False
                 target.action = "failed"
                 continue
-            if outcome.result == "timeout":  # the template is back; the timeout bounds the step, not the cluster
+            if outcome.result == "timeout" and not note:  # the template is back; the timeout bounds the step
                 note = "; its rollout had not finished when the timeout ran out"
                 gha.warning(gha.escape_log(f"{target.workload}: put back, but {outcome.message}"))
         target.action = "compensated"
