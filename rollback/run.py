@@ -167,6 +167,14 @@ def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) 
                                    wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
     except LeaseHeld as err:
         raise RunError(str(err)) from None
+    except ApiFailure as err:
+        if err.status != 403 or inputs.mode != "rollback":
+            raise
+        # Nothing about the leases stops a rollback mid-incident: it goes on, unprotected, and says so.
+        gha.warning(gha.escape_log(f"could not take the workloads' leases ({err.status} {err.reason}: "
+                                   f"{err.message}); rolling back anyway, but another run on the same workload "
+                                   f"would not be held off. Grant leases get, create and update (README, RBAC)"))
+        return
     except Cancelled:
         leases.release()
         raise
