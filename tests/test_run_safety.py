@@ -49,7 +49,7 @@ def test_a_slow_rollback_is_left_in_place_and_reported(sim: kubesim.Sim) -> None
     assert deploy(sim, "1.1.0", "--timeout", "30s").code == 0
     sim.knobs.ready_delay = 10_000  # the rollback's pods never become Ready within the step
 
-    run = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0", "--timeout", "2s")
+    run = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0", "--timeout", "5s")
 
     assert run.code == 1, run.stdout
     assert live(sim) == (IMG + "1.0.0", "1.0.0"), "the rollback must stay in place"
