@@ -133,14 +133,7 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     if inputs.mode == "unblock":
         return _unblock(inputs, ctx)
     deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
-    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None
-    if leases is not None:
-        try:
-            _take_leases(inputs, ctx, leases, deadline)
-        except (RunError, ApiFailure) as err:
-            err.results = _early_results(inputs, ctx, [], "not read or changed: the run stopped before, while "  # type: ignore[union-attr]
-                                                          "taking the workloads' leases")
-            raise
+    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None  # taken in _run
     try:
         return _execute(inputs, ctx, deadline)
     except (RunError, WorkloadError, ApiFailure) as err:
@@ -158,8 +151,9 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
 
 def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) -> None:
     """One run per workload at a time (lease.py): refused at once, naming the holder, unless
-    wait-for-lease asks to wait (within the timeout). Taken before anything is read, so what this run
-    decides from is what it changes."""
+    wait-for-lease asks to wait (within the timeout). Taken once every check passed and before the first
+    write (a refused run leaves nothing behind, not even a Lease); what changed between this run's read and
+    the lease is caught by the resourceVersion precondition every write carries."""
     activity = _activity(inputs)
     try:
         with ctx.cancellation.interruptible() if inputs.wait_for_lease else contextlib.nullcontext():
@@ -232,8 +226,6 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
-    if mode in CHANGING_MODES and not inputs.dry_run:
-        state = _reconcile_interrupted(inputs, ctx, state, targets)
     for target in targets:
         target.decision = calculate(inputs.release, target.history, _facts(ctx, state, str(target.workload)))
         if mode != "rollback":  # the decision's warnings are about deploying; a rollback does not deploy
@@ -265,6 +257,10 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
+    if ctx.leases is not None and not inputs.dry_run:
+        _take_leases(inputs, ctx, ctx.leases, deadline)
+        # now no other run works on these workloads: an in-progress entry of another run is from one that died
+        state = _reconcile_interrupted(inputs, ctx, state, targets)
     _github_begin(inputs, ctx, targets)
     changed: list[Target] = []
     cancel = ctx.cancellation
