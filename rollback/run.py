@@ -16,7 +16,7 @@ from typing import Any
 
 from . import compensation, gha, preflight
 from . import plan as change_plan
-from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
+from .cancellation import CANCEL_BUDGET, CANCEL_FINISH, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
 from .diagnostics import Diagnosis, PodWatch
 from .github import record as github_record
@@ -324,6 +324,10 @@ def _cancelled(inputs: Inputs, ctx: Context, targets: list[Target], overall: Dec
             target.rollout = "n/a"
             target.message = f"{target.message}; cancelled before its rollout finished".lstrip("; ")
     budget = min(deadline, ctx.now() + CANCEL_BUDGET)
+    # Every request from here on (putting back, reading back, the ledger) ends before the runner's SIGTERM,
+    # also against a slow or hung API server: the step's request deadline moves in.
+    soon = ctx.api.clock() + CANCEL_BUDGET + CANCEL_FINISH
+    ctx.api.deadline = soon if ctx.api.deadline is None else min(ctx.api.deadline, soon)
     restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "cancelled"), budget, why=why, wait=False)
     report = replace(_finish(inputs, targets, overall, error=f"{why}; see each workload's message for where it "
                                                                f"was left"), cancelled=True)
@@ -370,7 +374,7 @@ def _write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys:
 
     try:
         ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the release ledger was not updated before the change (the run goes on "
                                    f"without a write-ahead record): {err}"))
         return
@@ -412,7 +416,7 @@ def _settle_write_ahead(inputs: Inputs, ctx: Context, targets: list[Target]) -> 
 
     try:
         ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
 
 
@@ -448,7 +452,7 @@ def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | No
 
     try:
         return ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the interrupted run could not be recorded in the release ledger: {err}"))
         return change(state)
 
@@ -1342,7 +1346,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
 
         try:
             state = ctx.ledger.update(change)
-        except LedgerError as err:
+        except (LedgerError, ApiFailure) as err:  # also the timeout running out
             ledger_error = str(err)
             gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
     report = replace(report, rolled_back=report.rolled_back or _rolled_back(report, targets))
