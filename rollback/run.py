@@ -135,6 +135,9 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
     leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None  # taken in _run
     try:
+        if leases is not None and inputs.wait_for_lease:
+            # waiting for another run: take the leases first, so that everything is read after it finished
+            _take_leases(inputs, ctx, leases, deadline)
         return _execute(inputs, ctx, deadline)
     except (RunError, WorkloadError, ApiFailure) as err:
         if not hasattr(err, "results"):  # stopped before any workload was read: each is listed, not known
@@ -257,7 +260,7 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
-    if ctx.leases is not None and not inputs.dry_run:
+    if ctx.leases is not None and not inputs.dry_run and not ctx.leases.taken:
         _take_leases(inputs, ctx, ctx.leases, deadline)
         # now no other run works on these workloads: an in-progress entry of another run is from one that died
         state = _reconcile_interrupted(inputs, ctx, state, targets)
