@@ -123,6 +123,7 @@ class Context:
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
+    notes: list[str] = field(default_factory=list)  # run-level warnings for the job summary
 
 
 CHANGING_MODES = ("auto", "deploy", "rollback")
@@ -215,7 +216,10 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
         report = _finish(inputs, targets, _overall(targets), error=message)
-    return github_record.finish(ctx.deployments, inputs, _record(inputs, ctx, state, targets, report, block))
+    report = _record(inputs, ctx, state, targets, report, block)
+    if ctx.notes:  # e.g. an interrupted earlier run: in the job summary too, not only in the log
+        report = replace(report, warnings=(*report.warnings, *ctx.notes))
+    return github_record.finish(ctx.deployments, inputs, report)
 
 
 def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None,
@@ -438,10 +442,11 @@ def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | No
         return state
     for entry in found:
         doing = "rolling back to" if entry.mode == "rollback" else "deploying"
-        gha.warning(gha.escape_log(
-            f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
-            f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
-            f"{live[entry.workload] or '<none>'} now; recording that run as interrupted"))
+        note = (f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
+                f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
+                f"{live[entry.workload] or '<none>'} now; recording that run as interrupted")
+        gha.warning(gha.escape_log(note))
+        ctx.notes.append(note)
 
     def change(current: LedgerState) -> LedgerState:
         for entry in current.in_progress(live, exclude_run=me):

@@ -217,6 +217,7 @@ def test_an_api_outage_during_the_wait_says_unknown_and_the_rerun_reports_the_in
     blocks = json.loads(cm["data"]["blocks.json"])
     assert [b["release"] for b in blocks] == ["1.1.0"], "the interrupted rollback's block must stand"
     assert rerun.outputs["release"] == "1.0.0"
+    assert "was interrupted while rolling back to 1.0.0" in rerun.summary
 
 
 def test_an_early_failure_lists_every_workload(sim: kubesim.Sim) -> None:
