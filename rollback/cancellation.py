@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 CANCEL_BUDGET = 5.0  # seconds for putting back after a signal (the runner's SIGTERM follows 7.5 s after SIGINT)
+CANCEL_FINISH = 1.0  # and then for reading back and recording: every request ends within 6 s of the signal
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

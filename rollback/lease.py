@@ -1,4 +1,5 @@
-"""One run per workload at a time: a ``coordination.k8s.io/v1`` Lease per workload, held for the whole run.
+"""One run per workload at a time: a ``coordination.k8s.io/v1`` Lease per workload, held from just before the
+run's first write to its end.
 
 Why per workload and not per namespace: what must never overlap is two runs changing (and judging, and
 recording) the *same* workload: a deploy and a rollback started at the same moment, or two rollbacks. Runs on

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import compensation, gha, preflight
 from . import plan as change_plan
-from .cancellation import CANCEL_BUDGET, Cancellation, Cancelled
+from .cancellation import CANCEL_BUDGET, CANCEL_FINISH, Cancellation, Cancelled
 from .cluster import Api, ApiFailure
 from .diagnostics import Diagnosis, PodWatch
 from .github import record as github_record
@@ -124,6 +124,7 @@ class Context:
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
     ledger_unusable: bool = False  # the ledger ConfigMap exists but is corrupt: not read, not written
+    notes: list[str] = field(default_factory=list)  # run-level warnings for the job summary
 
 
 CHANGING_MODES = ("auto", "deploy", "rollback")
@@ -134,25 +135,30 @@ def execute(inputs: Inputs, ctx: Context) -> RunReport:
     if inputs.mode == "unblock":
         return _unblock(inputs, ctx)
     deadline = ctx.api.work_deadline(ctx.now() + inputs.timeout)  # leaves time to read back and record
-    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None
-    if leases is not None:
-        try:
-            _take_leases(inputs, ctx, leases, deadline)
-        except (RunError, ApiFailure) as err:
-            err.results = _early_results(inputs, ctx, [], "not read or changed: the run stopped before, while "  # type: ignore[union-attr]
-                                                          "taking the workloads' leases")
-            raise
+    leases = ctx.leases if inputs.mode in CHANGING_MODES and not inputs.dry_run else None  # taken in _run
     try:
+        if leases is not None and inputs.wait_for_lease:
+            # waiting for another run: take the leases first, so that everything is read after it finished
+            _take_leases(inputs, ctx, leases, deadline)
         return _execute(inputs, ctx, deadline)
+    except (RunError, WorkloadError, ApiFailure) as err:
+        if not hasattr(err, "results"):  # stopped before any workload was read: each is listed, not known
+            err.results = _early_results(inputs, ctx, [])  # type: ignore[union-attr]
+        raise
     finally:
         if leases is not None:
+            for workload in leases.lost:
+                gha.warning(gha.escape_log(f"{workload}: another run took over this run's lease while it ran (it "
+                                           f"could not renew it for {LEASE_DURATION} s); what is live there may "
+                                           f"be that run's doing"))
             leases.release()
 
 
 def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) -> None:
     """One run per workload at a time (lease.py): refused at once, naming the holder, unless
-    wait-for-lease asks to wait (within the timeout). Taken before anything is read, so what this run
-    decides from is what it changes."""
+    wait-for-lease asks to wait (within the timeout). Taken once every check passed and before the first
+    write (a refused run leaves nothing behind, not even a Lease); what changed between this run's read and
+    the lease is caught by the resourceVersion precondition every write carries."""
     activity = _activity(inputs)
     try:
         with ctx.cancellation.interruptible() if inputs.wait_for_lease else contextlib.nullcontext():
@@ -160,6 +166,14 @@ def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) 
                                    wait_until=deadline if inputs.wait_for_lease else None, clock=ctx.now)
     except LeaseHeld as err:
         raise RunError(str(err)) from None
+    except ApiFailure as err:
+        if err.status != 403 or inputs.mode != "rollback":
+            raise
+        # Nothing about the leases stops a rollback mid-incident: it goes on, unprotected, and says so.
+        gha.warning(gha.escape_log(f"could not take the workloads' leases ({err.status} {err.reason}: "
+                                   f"{err.message}); rolling back anyway, but another run on the same workload "
+                                   f"would not be held off. Grant leases get, create and update (README, RBAC)"))
+        return
     except Cancelled:
         leases.release()
         raise
@@ -203,7 +217,10 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         # record it, instead of losing that in an exception.
         message = err.message if isinstance(err, (RunError, ApiFailure)) else str(err)
         report = _finish(inputs, targets, _overall(targets), error=message)
-    return github_record.finish(ctx.deployments, inputs, _record(inputs, ctx, state, targets, report, block))
+    report = _record(inputs, ctx, state, targets, report, block)
+    if ctx.notes:  # e.g. an interrupted earlier run: in the job summary too, not only in the log
+        report = replace(report, warnings=(*report.warnings, *ctx.notes))
+    return github_record.finish(ctx.deployments, inputs, report)
 
 
 def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[Target], block: Block | None,
@@ -217,8 +234,6 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     mode = inputs.mode
     if mode == "history":
         return _report(inputs, targets, None)
-    if mode in CHANGING_MODES and not inputs.dry_run:
-        state = _reconcile_interrupted(inputs, ctx, state, targets)
     for target in targets:
         target.decision = calculate(inputs.release, target.history, _facts(ctx, state, str(target.workload)))
         if mode != "rollback":  # the decision's warnings are about deploying; a rollback does not deploy
@@ -250,6 +265,10 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
         if target.obj:
             target.workload.check_changeable(target.obj)
     _show_plan(inputs, targets, plan, manifests, images)
+    if ctx.leases is not None and not inputs.dry_run and not ctx.leases.taken:
+        _take_leases(inputs, ctx, ctx.leases, deadline)
+        # now no other run works on these workloads: an in-progress entry of another run is from one that died
+        state = _reconcile_interrupted(inputs, ctx, state, targets)
     _github_begin(inputs, ctx, targets)
     changed: list[Target] = []
     cancel = ctx.cancellation
@@ -294,7 +313,8 @@ def _run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: list[
     message = _failure_message(failed)
     failed_release = inputs.release if deploys else None
     restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "rollout-failed"), deadline, why=message)
-    report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release)
+    report = replace(_finish(inputs, targets, overall, error=message), failed_release=failed_release,
+                     cancelled=ctx.cancellation.requested)
     if restored and deploys and inputs.rollback_on_failure:
         return replace(report, rolled_back=True)
     return report
@@ -312,6 +332,10 @@ def _cancelled(inputs: Inputs, ctx: Context, targets: list[Target], overall: Dec
             target.rollout = "n/a"
             target.message = f"{target.message}; cancelled before its rollout finished".lstrip("; ")
     budget = min(deadline, ctx.now() + CANCEL_BUDGET)
+    # Every request from here on (putting back, reading back, the ledger) ends before the runner's SIGTERM,
+    # also against a slow or hung API server: the step's request deadline moves in.
+    soon = ctx.api.clock() + CANCEL_BUDGET + CANCEL_FINISH
+    ctx.api.deadline = soon if ctx.api.deadline is None else min(ctx.api.deadline, soon)
     restored = _compensate(inputs, ctx, _to_restore(inputs, targets, "cancelled"), budget, why=why, wait=False)
     report = replace(_finish(inputs, targets, overall, error=f"{why}; see each workload's message for where it "
                                                                f"was left"), cancelled=True)
@@ -358,7 +382,7 @@ def _write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys:
 
     try:
         ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the release ledger was not updated before the change (the run goes on "
                                    f"without a write-ahead record): {err}"))
         return
@@ -400,7 +424,7 @@ def _settle_write_ahead(inputs: Inputs, ctx: Context, targets: list[Target]) -> 
 
     try:
         ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
 
 
@@ -419,10 +443,11 @@ def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | No
         return state
     for entry in found:
         doing = "rolling back to" if entry.mode == "rollback" else "deploying"
-        gha.warning(gha.escape_log(
-            f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
-            f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
-            f"{live[entry.workload] or '<none>'} now; recording that run as interrupted"))
+        note = (f"{describe_run(entry)} was interrupted while {doing} {entry.release} on {entry.workload} (started "
+                f"{entry.time}; it never completed its ledger entry). {entry.workload} runs "
+                f"{live[entry.workload] or '<none>'} now; recording that run as interrupted")
+        gha.warning(gha.escape_log(note))
+        ctx.notes.append(note)
 
     def change(current: LedgerState) -> LedgerState:
         for entry in current.in_progress(live, exclude_run=me):
@@ -436,7 +461,7 @@ def _reconcile_interrupted(inputs: Inputs, ctx: Context, state: LedgerState | No
 
     try:
         return ctx.ledger.update(change)
-    except LedgerError as err:
+    except (LedgerError, ApiFailure) as err:  # also the timeout running out
         gha.warning(gha.escape_log(f"the interrupted run could not be recorded in the release ledger: {err}"))
         return change(state)
 
@@ -976,16 +1001,23 @@ def _compensate(inputs: Inputs, ctx: Context, changed: list[Target], deadline: f
             all_restored = False
             continue
         note = ""
-        if restored and inputs.wait and wait:
-            with gha.group(f"Waiting for {target.workload} to be restored"):
-                outcome = _wait(ctx, target, deadline)
+        if restored and inputs.wait and wait and ctx.cancellation.requested:
+            note = "; the step was cancelled before its rollout finished"  # writes only, once cancelled
+            target.rollout = "n/a"
+        elif restored and inputs.wait and wait:
+            try:
+                with gha.group(f"Waiting for {target.workload} to be restored"), ctx.cancellation.interruptible():
+                    outcome = _wait(ctx, target, deadline)
+            except Cancelled as cancelled:  # stop waiting; the other workloads are still put back (writes)
+                outcome = RolloutOutcome("timeout", f"{cancelled} before its restore finished rolling out")
+                note = "; the step was cancelled before its rollout finished"
             target.rollout = outcome.result
             if outcome.result == "failed":
                 gha.error(gha.escape_log(f"{target.workload}: restoring it failed: {outcome.message}"))
                 all_restored = False
                 target.action = "failed"
                 continue
-            if outcome.result == "timeout":  # the template is back; the timeout bounds the step, not the cluster
+            if outcome.result == "timeout" and not note:  # the template is back; the timeout bounds the step
                 note = "; its rollout had not finished when the timeout ran out"
                 gha.warning(gha.escape_log(f"{target.workload}: put back, but {outcome.message}"))
         target.action = "compensated"
@@ -1063,8 +1095,8 @@ def _early_results(inputs: Inputs, ctx: Context, targets: list[Target],
         workload = workload_for(ctx.api, inputs.namespace, ref)
         results.append(WorkloadResult(
             workload=str(ref), kind=workload.kind, name=workload.name, namespace=inputs.namespace,
-            mode=inputs.mode, action="unchanged", release=None, previous_release=None, revision=None,
-            previous_revision=None, rollout="n/a", message=why))
+            mode=inputs.mode, action="unchanged", release="unknown", previous_release=None, revision=None,
+            previous_revision=None, rollout="n/a", message=why, unknown=True))
     return tuple(results)
 
 
@@ -1323,7 +1355,7 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
 
         try:
             state = ctx.ledger.update(change)
-        except LedgerError as err:
+        except (LedgerError, ApiFailure) as err:  # also the timeout running out
             ledger_error = str(err)
             gha.warning(gha.escape_log(f"the release ledger was not updated: {err}"))
     report = replace(report, rolled_back=report.rolled_back or _rolled_back(report, targets))

@@ -145,3 +145,44 @@ def test_cancelling_a_two_workload_deploy_puts_everything_back_and_says_so(clust
     for name in ("web", "api"):
         lease = cluster.store.get(LEASES, NS, f"kube-release-rollback.deployment.{name}")
         assert lease["spec"]["holderIdentity"] == "", "the lease must be released"
+
+
+def test_a_cancel_against_a_slow_api_server_still_ends_before_the_runners_sigterm(cluster: kubesim.Sim,
+                                                                                  tmp_path: Path) -> None:
+    """Every answer takes 1 s once the deploy is waiting: putting back and recording cannot all fit in the
+    runner's 7.5 s, so the step's request deadline moves to 6 s after the signal. It ends in time, and what
+    it says about each workload is what the cluster shows (put back or not)."""
+    env, workspace = container_env(cluster, tmp_path, {
+        "mode": "deploy", "namespace": NS, "deployment": "web\napi\n", "release": "2.0.0",
+        "images": "web=registry.example/web:broken-2.0.0\napi=registry.example/api:broken-2.0.0\n",
+        "rollback-on-failure": "true", "timeout": "120s", "kubeconfig": Path(cluster.kubeconfig).read_text()})
+    process = subprocess.Popen([sys.executable, str(ROOT / "entrypoint.py")], cwd=workspace, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        cluster.wait_until(lambda: live(cluster, "web")[1] == "2.0.0" and live(cluster, "api")[1] == "2.0.0",
+                           timeout=60)
+        time.sleep(0.5)
+        cluster.knobs.latency = 1.0
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=RUNNER_SIGTERM_AFTER)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=2.5)
+        took = time.monotonic() - sent
+    finally:
+        cluster.knobs.latency = 0.0
+        if process.poll() is None:
+            process.kill()
+        stdout, stderr = process.communicate(timeout=30)
+
+    assert process.returncode not in (0, None), stdout
+    assert took < RUNNER_SIGTERM_AFTER, f"took {took:.1f}s"
+    assert "Traceback" not in stderr, stderr
+    outputs = parse_github_output(Path(env["GITHUB_OUTPUT"]).read_text())
+    assert set(outputs) == set(ACTION["outputs"])
+    for result in json.loads(outputs["result"]):
+        name = result["workload"].split("/")[1]
+        back = live(cluster, name) == (f"registry.example/{name}:1.0.0", "1.0.0")
+        assert (result["action"] == "compensated") == back, (result, live(cluster, name), stdout[-3000:])

@@ -192,3 +192,56 @@ def test_history_and_dry_runs_take_no_lease(sim: kubesim.Sim) -> None:
         run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", "1.0.1", "--images",
                 f"web={IMG}1.0.1", "--dry-run")
     assert not [e for e in log.entries if "/leases" in e.path]
+
+
+def test_a_lease_is_renewed_while_held_and_released_at_the_end(sim: kubesim.Sim) -> None:
+    from rollback.cluster import Api, ApiFailure, Credentials, connect
+    from rollback.lease import LeaseHeld, Leases
+
+    api = Api(connect(Credentials(), {"KUBECONFIG": sim.kubeconfig}).api_client)
+    mine = Leases(api, "default", ME, duration=1)  # renewed every third of a second
+    (taken,) = mine.acquire(["deployment/web"], "deploying 1.3.0")
+    assert taken.decision.action == "create"
+    first = sim.store.get(LEASES, "default", taken.name)["spec"]["renewTime"]
+    mine.keep_renewed(until=float("inf"))
+    try:
+        sim.wait_until(lambda: sim.store.get(LEASES, "default", taken.name)["spec"]["renewTime"] != first,
+                       timeout=20)
+        other = Leases(api, "default", RunIdentity("acme/shop", "3333", 1, "hubot", None))
+        with pytest.raises(LeaseHeld) as held:
+            other.acquire(["deployment/web"], "rolling back to 1.2.0")
+        assert "run 2222 (attempt 1) of acme/shop by octocat" in str(held.value)
+        assert "deploying 1.3.0" in str(held.value)
+    finally:
+        mine.release()
+    spec = sim.store.get(LEASES, "default", taken.name)["spec"]
+    assert spec["holderIdentity"] == ""
+    (again,) = Leases(api, "default", RunIdentity("acme/shop", "3333", 1, "hubot", None)).acquire(
+        ["deployment/web"], "rolling back to 1.2.0")
+    assert again.decision.action == "take" and "released" in again.decision.why
+    with pytest.raises(ApiFailure) as invalid:  # kubesim validates Leases like the API server
+        api.replace(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{taken.name}",
+                    {**sim.store.get(LEASES, "default", taken.name), "spec": {"leaseDurationSeconds": 0}})
+    assert invalid.value.status == 422 and "must be greater than 0" in str(invalid.value)
+
+
+def test_missing_lease_permissions_never_stop_a_rollback_but_stop_a_deploy(tmp_path: Path) -> None:
+    knobs = Knobs(ready_delay=0.05)
+    knobs.grant("admin", "admin")
+    knobs.grant("old-role", "deployer", resources=("deployments", "replicasets", "configmaps", "pods"))
+    with kubesim.serve(knobs=knobs, token="admin", kubeconfig_path=str(tmp_path / "kubeconfig")) as sim:
+        make_deployment(sim, "web", image=IMG + "1.0.0")
+        for release in ("1.0.0", "1.1.0"):
+            assert run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", release, "--images",
+                           f"web={IMG}{release}").code == 0
+        old = tmp_path / "old-role.kubeconfig"
+        old.write_text(Path(sim.kubeconfig).read_text().replace("token: admin", "token: old-role"))
+        deploy = run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", "1.2.0", "--images",
+                         f"web={IMG}1.2.0", extra_env={"KUBECONFIG": str(old)})
+        assert deploy.code == 1 and any("403" in e and "RBAC" in e for e in deploy.errors), deploy.stdout
+        assert image_of(get_deployment(sim)) == IMG + "1.1.0"
+        rollback = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0",
+                           extra_env={"KUBECONFIG": str(old)})
+        assert rollback.code == 0, rollback.stdout
+        assert any("could not take the workloads' leases" in w for w in rollback.warnings)
+        assert image_of(get_deployment(sim)) == IMG + "1.0.0"

@@ -600,8 +600,9 @@ def test_an_unreachable_api_server_is_a_clear_error_with_outputs(tmp_path: Any) 
         assert "runner can reach it" in error and "Traceback" not in run.stdout + run.stderr
         assert run.outputs["mode"] == "history"
         (entry,) = json.loads(run.outputs["result"])  # every workload is listed, also when none could be read
-        assert (entry["workload"], entry["action"]) == ("deployment/web", "unchanged"), entry
+        assert (entry["workload"], entry["action"], entry["release"]) == ("deployment/web", "unchanged", "unknown")
         assert "not read" in entry["message"], entry
+        assert run.outputs["release"] == "unknown"  # what is live there is not known
 
 
 def test_an_unexpected_exception_is_reported_as_a_bug_with_outputs(sim: kubesim.Sim,

@@ -49,7 +49,7 @@ def test_a_slow_rollback_is_left_in_place_and_reported(sim: kubesim.Sim) -> None
     assert deploy(sim, "1.1.0", "--timeout", "30s").code == 0
     sim.knobs.ready_delay = 10_000  # the rollback's pods never become Ready within the step
 
-    run = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0", "--timeout", "2s")
+    run = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0", "--timeout", "5s")
 
     assert run.code == 1, run.stdout
     assert live(sim) == (IMG + "1.0.0", "1.0.0"), "the rollback must stay in place"
@@ -223,6 +223,7 @@ def test_an_api_outage_during_the_wait_says_unknown_and_the_rerun_reports_the_in
     blocks = json.loads(cm["data"]["blocks.json"])
     assert [b["release"] for b in blocks] == ["1.1.0"], "the interrupted rollback's block must stand"
     assert rerun.outputs["release"] == "1.0.0"
+    assert "was interrupted while rolling back to 1.0.0" in rerun.summary
 
 
 def test_an_early_failure_lists_every_workload(sim: kubesim.Sim) -> None:
