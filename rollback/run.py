@@ -27,6 +27,7 @@ from .inputs import ImageSpec, Inputs, Mode
 from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
     APPLIED,
+    ATTEMPT_RESULTS,
     CANCELLED,
     FAILED,
     IN_PROGRESS,
@@ -1175,7 +1176,8 @@ def _facts(ctx: Context, state: LedgerState | None, workload: str) -> LedgerFact
             return github
         return None
     facts = state.facts(workload)
-    failed = recorded_failed((e.release, e.result) for e in state.entries_for(workload))
+    failed = recorded_failed(((e.release, e.result) for e in state.entries_for(workload)), ATTEMPT_RESULTS,
+                             (FAILED, ROLLED_BACK))
     return replace(facts, failed=failed)
 
 
