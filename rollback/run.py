@@ -1343,6 +1343,9 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
             where = f"the release ledger refused the write ({ledger_error})"
             if recorded:
                 where += "; only the GitHub Release carries it, which runs without a github-token do not check"
+        elif inputs.ledger:  # the ledger could not be used (unreadable content): the run went on without it
+            where = ("the release ledger is unusable (see the warning above), and no GitHub Release was marked "
+                     "(no github-token, or see the warnings above)")
         else:
             where = "ledger is false, and no GitHub Release was marked (no github-token, or see the warning above)"
         message = (f"the rollback is done, but the block of {names} was not recorded in the ledger: {where}. "

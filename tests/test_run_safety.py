@@ -171,8 +171,12 @@ def test_a_corrupt_ledger_never_stops_a_rollback(sim: kubesim.Sim, data: dict[st
 
     run = run_cli(sim, "--deployment", "web", "--mode", "rollback", "--release", "1.0.0", "--timeout", "30s")
 
-    assert run.code == 0, run.stdout
-    assert live(sim) == (IMG + "1.0.0", "1.0.0")
+    assert live(sim) == (IMG + "1.0.0", "1.0.0")  # the rollback is done
+    # ... and the step says that the block of 1.1.0 is recorded nowhere (issue 11: only what was recorded)
+    assert run.code == 1 and run.outputs["rolled-back"] == "true" and run.outputs["blocked-release"] == ""
+    (error,) = run.errors
+    assert error.startswith("the rollback is done, but the block of 1.1.0 was not recorded in the ledger: the "
+                            "release ledger is unusable"), error
     assert any(problem in w and "untouched" in w for w in run.warnings), run.warnings
     after = sim.store.get(CONFIGMAPS, "default", "kube-release-rollback-ledger")
     assert after["data"] == before["data"] and after["metadata"]["resourceVersion"] == before["metadata"][
