@@ -7,7 +7,7 @@ in :func:`calculate` and in the README ("How the mode is decided").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -220,14 +220,15 @@ def _previous_revision(history: History, baseline: str | None, failed: tuple[str
                     baseline)
 
 
-def recorded_failed(attempts: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """Releases whose newest attempt did not succeed, from ``(release, result)`` pairs oldest first (ledger
-    results: ``succeeded``, ``failed``, ``rolled-back``; others are not attempts)."""
+def recorded_failed(attempts: Iterable[tuple[str, str]], attempt_results: Collection[str],
+                    failed_results: Collection[str]) -> tuple[str, ...]:
+    """Releases whose newest attempt ended in one of ``failed_results``, from ``(release, result)`` pairs
+    oldest first; results not in ``attempt_results`` (refused, unblocked, ...) are not attempts."""
     last: dict[str, str] = {}
     for release, result in attempts:
-        if result in ("succeeded", "failed", "rolled-back"):
+        if result in attempt_results:
             last[release] = result
-    return tuple(release for release, result in last.items() if result != "succeeded")
+    return tuple(release for release, result in last.items() if result in failed_results)
 
 
 def run_on_flags(mode: str | None) -> dict[str, str]:

@@ -254,6 +254,8 @@ def _link(url: object) -> str:
 
 
 def _status(report: RunReport) -> str:
+    if report.blocked and report.mode == "calculate":
+        return "⛔ blocked: deploying this release would be refused"
     if report.blocked:
         return "⛔ refused: the release is blocked"
     if report.cancelled:

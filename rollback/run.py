@@ -27,6 +27,7 @@ from .inputs import ImageSpec, Inputs, Mode
 from .lease import LEASE_DURATION, LeaseHeld, Leases
 from .ledger import (
     APPLIED,
+    ATTEMPT_RESULTS,
     CANCELLED,
     FAILED,
     IN_PROGRESS,
@@ -123,7 +124,6 @@ class Context:
     manifest_loader: Callable[[Inputs], list[Obj]] | None = None  # raises ManifestError
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
-    ledger_unusable: bool = False  # the ledger ConfigMap exists but is corrupt: not read, not written
     notes: list[str] = field(default_factory=list)  # run-level warnings for the job summary
 
 
@@ -197,7 +197,7 @@ def _execute(inputs: Inputs, ctx: Context, deadline: float) -> RunReport:
         err.results = _early_results(inputs, ctx, [])  # type: ignore[attr-defined]
         raise
     if state is None and ctx.ledger is not None:  # unusable (see _load_ledger): not read, not written
-        ctx = replace(ctx, ledger=None, ledger_unusable=True)
+        ctx = replace(ctx, ledger=None)
     # Looked up once (it may cost a GitHub request): calculate warns, deploy/auto refuse, the ledger notes
     # an override.
     block = _find_block(inputs, ctx, state) if inputs.mode in ("auto", "deploy", "calculate", "rollback") else None
@@ -1208,7 +1208,8 @@ def _facts(ctx: Context, state: LedgerState | None, workload: str) -> LedgerFact
             return github
         return None
     facts = state.facts(workload)
-    failed = recorded_failed((e.release, e.result) for e in state.entries_for(workload))
+    failed = recorded_failed(((e.release, e.result) for e in state.entries_for(workload)), ATTEMPT_RESULTS,
+                             (FAILED, ROLLED_BACK))
     return replace(facts, failed=failed)
 
 
@@ -1374,9 +1375,9 @@ def _record(inputs: Inputs, ctx: Context, state: LedgerState | None, targets: li
             where = f"the release ledger refused the write ({ledger_error})"
             if recorded:
                 where += "; only the GitHub Release carries it, which runs without a github-token do not check"
-        elif ctx.ledger_unusable:
-            where = ("the release ledger is not usable (see the warning above: it was left untouched), and no "
-                     "GitHub Release was marked (no github-token, or see the warning above)")
+        elif inputs.ledger:  # the ledger could not be used (unreadable content): the run went on without it
+            where = ("the release ledger is unusable (see the warning above), and no GitHub Release was marked "
+                     "(no github-token, or see the warnings above)")
         else:
             where = "ledger is false, and no GitHub Release was marked (no github-token, or see the warning above)"
         message = (f"the rollback is done, but the block of {names} was not recorded in the ledger: {where}. "

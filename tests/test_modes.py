@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rollback.history import History, Revision
 from rollback.inputs import WorkloadRef
-from rollback.modes import RUN_ON_OUTPUTS, LedgerFacts, calculate, run_on_flags
+from rollback.modes import RUN_ON_OUTPUTS, LedgerFacts, calculate, recorded_failed, run_on_flags
 
 WEB = WorkloadRef("Deployment", "web")
 
@@ -170,6 +170,23 @@ def test_empty_release_means_previous_revision() -> None:
         decision = calculate("", history)
         assert decision.mode == "rollback" and decision.target_revision is None
         assert "no previous revision" in decision.reason
+
+
+ATTEMPTS = ("succeeded", "failed", "rolled-back", "in-progress", "applied", "not-verified", "cancelled")
+
+
+@pytest.mark.parametrize(("attempts", "failed"), [
+    ([], ()),
+    ([("1.3", "failed")], ("1.3",)),
+    ([("1.3", "rolled-back"), ("1.2", "succeeded")], ("1.3",)),
+    ([("1.3", "failed"), ("1.3", "succeeded")], ()),  # a later success clears it
+    ([("1.3", "succeeded"), ("1.3", "rolled-back")], ("1.3",)),
+    ([("1.3", "failed"), ("1.3", "refused"), ("1.3", "unblocked")], ("1.3",)),  # not attempts
+    ([("1.3", "failed"), ("1.3", "cancelled")], ()),  # the newest attempt was not a failure
+    ([("1.3", "failed"), ("1.4", "applied"), ("1.2", "rolled-back")], ("1.3", "1.2")),
+])
+def test_recorded_failed(attempts: list[tuple[str, str]], failed: tuple[str, ...]) -> None:
+    assert recorded_failed(attempts, ATTEMPTS, ("failed", "rolled-back")) == failed
 
 
 # --- properties ----------------------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ def test_calculate_of_a_blocked_release_says_blocked(sim: kubesim.Sim) -> None:
     plan = calculate(sim, "1.1.0")
     assert (plan.outputs["blocked"], plan.outputs["blocked-release"], plan.outputs["mode"]) == (
         "true", "1.1.0", "deploy")
+    assert "⛔ blocked: deploying this release would be refused" in plan.summary
     assert app_state(sim, NS) == before
     assert calculate(sim, "1.0.0").outputs["blocked"] == "false"
 

@@ -200,6 +200,8 @@ def test_summary_for_a_rollback() -> None:
      "↩️ failed and rolled back"),
     (RunReport("auto", release="1.3", blocked=True, error="blocked"), "Auto 1.3",
      "⛔ refused: the release is blocked"),
+    (RunReport("calculate", release="1.3", blocked=True, blocked_release="1.3"), "Calculated mode for 1.3: calculate",
+     "⛔ blocked: deploying this release would be refused"),
     (RunReport("unblock", release="1.3"), "Unblock 1.3", "✅ succeeded"),
     (RunReport("deploy", release="1.3", error="boom"), "Deploy 1.3", "❌ failed"),
 ])
