@@ -500,10 +500,12 @@ class Api:
     """
 
     def __init__(self, api_client: Any, timeout: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[str], None] | None = None):
         self.api_client = api_client
         self.clock = clock
         self.sleep = sleep
+        self.on_retry = on_retry or (lambda line: gha.info(gha.escape_log(line)))  # says why a request waits
         self.deadline: float | None = None  # clock() value after which no request is sent
         self.timeout: float | None = None
         self.reserve = 0.0
@@ -546,6 +548,9 @@ class Api:
             except _Failed as failed:
                 step = transport.next_step(method, failed.outcome, retries, self.remaining())
                 if step.action == "retry" and retry:
+                    error = failed.error
+                    said = f"{error.status} {error.reason}" if error.status else error.message
+                    self.on_retry(f"{method} {path}: {said}; sending it again in {step.wait:g}s")
                     self.sleep(step.wait)
                     retries += 1
                     continue

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from . import gha
 from .cluster import AnswerLost, Api, ApiFailure, resource_path
 from .history import History, Revision
 from .inputs import ImageSpec, WorkloadRef
@@ -352,6 +353,8 @@ class Workload:
                     raise
                 current = self._reread_after(err)
                 verdict = judge_write(intended, current)
+                gha.info(gha.escape_log(f"{self}: the answer to our write was lost ({err.message}); re-read: "
+                                        f"{'it landed' if verdict.landed else 'it did not land'}: {verdict.reason}"))
                 if verdict.landed:
                     assert current is not None
                     return current

@@ -71,6 +71,7 @@ def test_retry_after_on_the_patch_is_waited_out_and_the_step_succeeds(sim: kubes
     run = run_cli(sim, "--mode", mode, *args, *WEB, "--timeout", "30s")
     assert run.code == 0, run.stdout
     assert len(arrivals.of("PATCH", WEB_PATH)) == 2  # refused once, sent again after Retry-After
+    assert f"PATCH {WEB_PATH}: {status} " in run.stdout and "sending it again in 1s" in run.stdout
     assert image_of(get_deployment(sim)) == IMG + ("3" if mode == "deploy" else "1")
     assert run.result()[0]["action"] == ("deployed" if mode == "deploy" else "rolled-back")
 
@@ -100,6 +101,7 @@ def test_a_write_that_landed_but_whose_answer_was_lost_is_reported_as_done(sim: 
     assert run.code == 0, run.stdout
     patches = [e for e in log.app_writes() if e.method == "PATCH"]
     assert len(patches) == 1, "a write that landed must not be sent again"
+    assert "deployment/web: the answer to our write was lost" in run.stdout and "re-read: it landed" in run.stdout
     live = get_deployment(sim)
     expected = ("R3", IMG + "3") if mode == "deploy" else ("R1", IMG + "1")
     assert (live["metadata"]["annotations"][CAUSE], image_of(live)) == expected
@@ -282,3 +284,19 @@ def test_a_revisioned_workload_rollback_whose_answer_was_lost_is_reported_as_don
     live = sim.store.get(STATEFULSETS if kind == "StatefulSet" else DAEMONSETS, "default", "db")
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/db:1"
     assert live["metadata"]["annotations"][CAUSE] == "1.0.0"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])  # POST creates the ledger, PUT updates it
+def test_a_ledger_write_whose_answer_was_lost_is_recorded_once(sim: kubesim.Sim, method: str) -> None:
+    make_deployment(sim, "web", image=IMG + "1", change_cause="R1")
+    if method == "PUT":
+        first = run_cli(sim, "--mode", "deploy", "--release", "R2", "--images", f"web={IMG}2", *WEB,
+                        "--timeout", "30s")
+        assert first.code == 0, first.stdout
+    count = len(ledger_entries(sim))
+    sim.knobs.fail_next(1, method, "/configmaps", drop=True, after_apply=True)
+    run = run_cli(sim, "--mode", "deploy", "--release", "R3", "--images", f"web={IMG}3", *WEB, "--timeout", "30s")
+    assert run.code == 0, run.stdout
+    assert not run.warnings, run.warnings
+    entries = ledger_entries(sim)
+    assert len(entries) == count + 1 and entries[-1]["release"] == "R3"
