@@ -232,3 +232,41 @@ def test_cli_knob_flags_reach_the_knobs(monkeypatch: pytest.MonkeyPatch) -> None
     assert (knobs.daemonset_nodes, knobs.controller_sync, knobs.latency) == (5, False, 0.5)
     (rule,) = knobs.failures
     assert (rule.method, rule.status, rule.retry_after, rule.remaining) == ("GET", 503, 2, 1)
+
+
+def _deployment(name: str, image: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": "R1"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": image}]}}}}
+
+
+def _engine(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m rollback`` as a process against the server, the way a shell test runs it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kubesim.__file__)))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.path.dirname(server.kubeconfig), "PYTHONPATH": root}
+    return subprocess.run([sys.executable, "-m", "rollback", "--kubeconfig", server.kubeconfig, *args],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=root)
+
+
+def test_shell_style_faults_and_request_log_with_the_engine_as_a_process(start: Any) -> None:
+    server = start()
+    assert server.call("POST", "/apis/apps/v1/namespaces/default/deployments",
+                       _deployment("web", "registry.example/web:1"))[0] == 201
+    deploy = ("--mode", "deploy", "--images", "web=registry.example/web:2", "--deployment", "web")
+    # timeout: 1ns sends nothing at all
+    server.call("DELETE", "/_kubesim/requests")
+    result = _engine(server, *deploy, "--release", "R2", "--timeout", "1ns")
+    assert result.returncode == 1 and "the timeout (1ns) ran out" in result.stdout, result.stdout
+    assert server.call("GET", "/_kubesim/requests")[2] == {"requests": []}
+    # a 503 with Retry-After on the PATCH, injected at run time: waited out, the deploy succeeds
+    server.call("POST", "/_kubesim/faults", {"method": "PATCH", "path": "/deployments/web", "status": 503,
+                                             "retryAfter": 1})
+    result = _engine(server, *deploy, "--release", "R2", "--timeout", "30s", "--no-wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    requests = server.call("GET", "/_kubesim/requests")[2]["requests"]
+    patches = [r for r in requests if r["method"] == "PATCH" and "/deployments/web" in r["path"]]
+    assert len(patches) == 2 and patches[1]["at"] - patches[0]["at"] >= 0.99  # waited Retry-After (1 s)
+    live = server.call("GET", "/apis/apps/v1/namespaces/default/deployments/web")[2]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/web:2"
