@@ -300,3 +300,20 @@ def test_a_ledger_write_whose_answer_was_lost_is_recorded_once(sim: kubesim.Sim,
     assert not run.warnings, run.warnings
     entries = ledger_entries(sim)
     assert len(entries) == count + 1 and entries[-1]["release"] == "R3"
+
+
+@pytest.mark.parametrize("watch", ["answers", "hangs"])
+def test_a_rollout_timeout_leaves_time_to_read_back_and_record(sim: kubesim.Sim, watch: str) -> None:
+    """The wait ends at the timeout and its watch does not eat the reserve after it, even when the watch
+    never answers: the outcome is read back (outputs) and recorded (ledger) although every request is
+    bounded."""
+    make_deployment(sim, "web", image=IMG + "1", change_cause="R1", progressDeadlineSeconds=600)
+    if watch == "hangs":
+        sim.knobs.fail_next(EVERY, "GET", "watch=true", status=None, hang=HANG_FOREVER)
+    run = run_cli(sim, "--mode", "deploy", "--release", "R2", "--images", f"web={IMG}broken", *WEB,
+                  "--timeout", "4s")  # 0.4 s of reserve: plenty for four quick requests, even on a busy machine
+    assert run.code == 1, run.stdout
+    assert run.result()[0]["rollout"] == "timeout"
+    assert not [w for w in run.warnings if "re-read" in w or "ledger" in w], run.warnings
+    assert run.outputs["release"] == "R2"
+    assert [(e["release"], e["result"]) for e in ledger_entries(sim)[-1:]] == [("R2", "failed")]
