@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 from helpers import RequestLog, app_state, get_deployment, image_of, make_deployment, run_cli, wait_settled
 
 import kubesim
@@ -317,3 +318,23 @@ def test_a_rollout_timeout_leaves_time_to_read_back_and_record(sim: kubesim.Sim,
     assert not [w for w in run.warnings if "re-read" in w or "ledger" in w], run.warnings
     assert run.outputs["release"] == "R2"
     assert [(e["release"], e["result"]) for e in ledger_entries(sim)[-1:]] == [("R2", "failed")]
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["apply", "create"])
+def test_a_manifest_apply_whose_answer_was_lost_is_judged_from_the_re_read(sim: kubesim.Sim, tmp_path: Any,
+                                                                           exists: bool) -> None:
+    """Server-side apply carries no resourceVersion: the re-read's images and change-cause decide."""
+    if exists:
+        make_deployment(sim, "web", image=IMG + "1", change_cause="R1")
+    document = _manifest("Deployment", "web", IMG + "2", "ignored")
+    document["metadata"].pop("annotations")
+    (tmp_path / "web.yaml").write_text(yaml.safe_dump(document))
+    sim.knobs.fail_next(1, "PATCH", WEB_PATH, drop=True, after_apply=True)
+    with RequestLog(sim) as log:
+        run = run_cli(sim, "--mode", "deploy", "--release", "R2", "--manifests", "web.yaml", *WEB,
+                      "--timeout", "30s", extra_env={"GITHUB_WORKSPACE": str(tmp_path)})
+    assert run.code == 0, run.stdout
+    assert len([e for e in log.app_writes() if e.method == "PATCH"]) == 1
+    live = get_deployment(sim)
+    assert (image_of(live), live["metadata"]["annotations"][CAUSE]) == (IMG + "2", "R2")
+    assert run.result()[0]["action"] == "deployed" and run.outputs["release"] == "R2"
