@@ -290,6 +290,8 @@ JUDGED = {
         Intended(None, {CAUSE: "3"}, images={"web": "web:3", "migrate": "m:3"}),
         workload("2", "web:3", {CAUSE: "3"}, init="m:3"), (True, False)),
     "gone": (Intended("7", {CAUSE: "2.0"}), None, (False, False)),
+    "a no-op write keeps the resourceVersion: already as intended, landed": (
+        Intended("7", {CAUSE: "2.0"}, images={"web": "web:2"}), workload("7", "web:2", {CAUSE: "2.0"}), (True, False)),
 }
 
 
