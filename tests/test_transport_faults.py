@@ -338,3 +338,19 @@ def test_a_manifest_apply_whose_answer_was_lost_is_judged_from_the_re_read(sim: 
     live = get_deployment(sim)
     assert (image_of(live), live["metadata"]["annotations"][CAUSE]) == (IMG + "2", "R2")
     assert run.result()[0]["action"] == "deployed" and run.outputs["release"] == "R2"
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_lease_write_whose_answer_was_lost_is_read_again_not_held_against_us(sim: kubesim.Sim,
+                                                                                when: str) -> None:
+    """The lease create landed (or not) and its answer was lost: the run reads the lease again and goes on,
+    instead of failing while holding a lease that blocks the next run until it expires."""
+    from kubesim.resources import LEASES
+
+    make_deployment(sim, "web", image=IMG + "1", change_cause="R1")
+    sim.knobs.fail_next(1, "POST", "/leases", drop=True, after_apply=when == "after")
+    run = run_cli(sim, "--mode", "deploy", "--release", "R2", "--images", f"web={IMG}2", *WEB, "--timeout", "30s")
+    assert run.code == 0, run.stdout
+    assert image_of(get_deployment(sim)) == IMG + "2"
+    (lease,) = sim.store.list(LEASES, "default")[0]
+    assert not lease["spec"].get("holderIdentity")  # released at the end
