@@ -354,3 +354,31 @@ def test_a_lease_write_whose_answer_was_lost_is_read_again_not_held_against_us(s
     assert image_of(get_deployment(sim)) == IMG + "2"
     (lease,) = sim.store.list(LEASES, "default")[0]
     assert not lease["spec"].get("holderIdentity")  # released at the end
+
+
+def test_a_compensation_write_whose_answer_was_lost_still_counts_as_put_back(sim: kubesim.Sim) -> None:
+    """db is deployed, web's patch is refused, and the undo that puts db back lands with its answer lost:
+    db is back and reported compensated, not 'could not be put back'."""
+    sim.apply(_manifest("StatefulSet", "db", "registry.example/db:1", "1.0.0"))
+    sim.apply(_manifest("Deployment", "web", IMG + "1", "1.0.0"))
+    wait_settled(sim)
+    before = _live(sim)
+    armed = threading.Event()
+
+    def lose_the_next_db_patch(req: Any) -> None:  # after db's deploy patch: the next one is the undo
+        if req.method == "PATCH" and req.path.endswith("/statefulsets/db") and not armed.is_set():
+            armed.set()
+            sim.knobs.fail_next(1, "PATCH", "/statefulsets/db", drop=True, after_apply=True)
+
+    sim.knobs.fail_next(1, "PATCH", "/deployments/web", status=403)
+    with RequestLog(sim, before=lose_the_next_db_patch) as log:
+        run = run_cli(sim, *TWO, "--mode", "deploy", "--release", "2.0.0", "--images", "db=registry.example/db:2",
+                      "--images", f"web={IMG}2", "--timeout", "30s")
+    assert armed.is_set()
+    assert run.code == 2, run.stdout
+    assert _live(sim) == before
+    db_patches = [e for e in log.app_writes() if e.method == "PATCH" and e.path.endswith("/statefulsets/db")]
+    assert len(db_patches) == 2  # the deploy and the undo; the undo that landed was not sent again
+    results = {r["workload"]: r for r in run.result()}
+    assert results["statefulset/db"]["action"] == "compensated", results["statefulset/db"]
+    assert "statefulset/db: the answer to our write was lost" in run.stdout
