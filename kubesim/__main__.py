@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, metavar="S",
                         help="real seconds to wait before answering every request (default 0)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=faults.HELP)
+    parser.add_argument("--bad-marker", action="append", default=[], metavar="TEXT",
+                        help="image references containing TEXT never become Ready (repeatable; added to "
+                             "'broken' and 'does-not-exist')")
+    parser.add_argument("--crash-marker", action="append", default=[], metavar="TEXT",
+                        help="image references containing TEXT crash-loop (repeatable; added to 'crash')")
+    parser.add_argument("--daemonset-nodes", type=int, default=None, metavar="N",
+                        help=f"simulated nodes a DaemonSet schedules onto (default {Knobs().daemonset_nodes})")
+    parser.add_argument("--no-controller-sync", dest="controller_sync", action="store_false",
+                        help="answer writes before the controllers have reconciled them (by default a write is "
+                             "answered after its controllers ran once, which keeps tests deterministic)")
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a throwaway CA made by the openssl CLI; the kubeconfig carries the "
                              "CA as certificate-authority-data")
@@ -96,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     knobs.bad_images.update(args.bad_image)
     knobs.crash_images.update(args.crash_image)
     knobs.crash_limit = args.crash_limit
+    knobs.bad_markers = (*knobs.bad_markers, *args.bad_marker)
+    knobs.crash_markers = (*knobs.crash_markers, *args.crash_marker)
+    if args.daemonset_nodes is not None:
+        knobs.daemonset_nodes = args.daemonset_nodes
+    knobs.controller_sync = args.controller_sync
     for token in args.token:
         knobs.grant(token, "kubesim-admin")
     knobs.authn = authenticators(args)

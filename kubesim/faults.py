@@ -8,7 +8,9 @@ status (optionally with ``Retry-After``), dropped before or after being carried 
   (repeatable; the value may also be a JSON object like the endpoint's);
 * ``POST /_kubesim/faults`` with a JSON object (or a list of them) on the running server, ``GET`` lists
   the rules with what is left of their count, ``DELETE`` removes them all; ``PUT /_kubesim/latency`` with
-  ``{"seconds": S}`` sets the latency of every request.
+  ``{"seconds": S}`` sets the latency of every request; ``GET /_kubesim/requests`` lists the API requests
+  received (method, path with query, seconds since the server started; the newest 10000), ``DELETE``
+  empties that log, so a shell test can check that nothing was written.
 
 Fields: ``method`` (default ``*``), ``path`` (a regular expression searched in the path and query, so a
 plain prefix such as ``/apis/apps`` works; default: everything), ``count`` (default 1; -1: every matching
@@ -27,6 +29,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +39,8 @@ from .knobs import FailureRule, Knobs
 CONTROL_PREFIX = "/_kubesim/"
 FAULTS_PATH = "/_kubesim/faults"
 LATENCY_PATH = "/_kubesim/latency"
+REQUESTS_PATH = "/_kubesim/requests"
+MAX_ARRIVALS = 10000
 EVERY = 1 << 62  # count -1: a rule that never runs out
 HANG_FOREVER = 3600.0
 
@@ -48,6 +54,27 @@ HELP = ("inject a fault: comma-separated key=value pairs method=M, path=REGEX, c
         "retry-after=S, drop=before|after, delay=S, hang=S|true, after-events=N (or a JSON object with the "
         "same keys); e.g. method=PATCH,path=/deployments/web,status=503,retry-after=1. Repeatable. At run "
         "time: POST a JSON object to /_kubesim/faults")
+
+
+class Arrivals:
+    """The API requests the server received, as they arrived (before latency and faults)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.entries: deque[tuple[float, str, str]] = deque(maxlen=MAX_ARRIVALS)
+        self.lock = threading.Lock()
+
+    def add(self, method: str, path: str) -> None:
+        with self.lock:
+            self.entries.append((time.monotonic() - self.started, method, path))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [{"method": m, "path": p, "at": round(at, 3)} for at, m, p in self.entries]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
 
 
 class FaultError(ValueError):
@@ -149,9 +176,17 @@ def is_control(path: str) -> bool:
     return path.startswith(CONTROL_PREFIX)
 
 
-def control(knobs: Knobs, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def control(knobs: Knobs, method: str, path: str, body: bytes, arrivals: Arrivals | None = None
+            ) -> tuple[int, dict[str, Any]]:
     """Answer a control request: (HTTP status, JSON body)."""
     path = path.split("?", 1)[0].rstrip("/")
+    if path == REQUESTS_PATH and arrivals is not None:
+        if method == "GET":
+            return 200, {"requests": arrivals.to_json()}
+        if method == "DELETE":
+            arrivals.clear()
+            return 200, {"requests": []}
+        return 405, {"error": "use GET or DELETE on /_kubesim/requests"}
     if path == FAULTS_PATH:
         if method == "GET":
             with knobs.lock:
@@ -183,7 +218,8 @@ def control(knobs: Knobs, method: str, path: str, body: bytes) -> tuple[int, dic
             knobs.latency = seconds
             return 200, {"seconds": seconds}
         return 405, {"error": "use GET or PUT on /_kubesim/latency"}
-    return 404, {"error": f"no control endpoint {path}; there are {FAULTS_PATH} and {LATENCY_PATH}"}
+    return 404, {"error": f"no control endpoint {path}; there are {FAULTS_PATH}, {LATENCY_PATH} and "
+                          f"{REQUESTS_PATH}"}
 
 
 def hold(rule: FailureRule, stopping: threading.Event) -> None:

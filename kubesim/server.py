@@ -670,6 +670,7 @@ class Api:
         self.controllers = controllers
         self.stopping = threading.Event()
         self.server_address = "127.0.0.1:0"
+        self.arrivals = faults.Arrivals()  # every API request received, for GET /_kubesim/requests
 
     # -- bookkeeping helpers ---------------------------------------------------------------------------------
 
@@ -1348,9 +1349,11 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.api
         if faults.is_control(self.path):  # kubesim's own fault controls, not part of the API
             length = int(self.headers.get("Content-Length") or 0)
-            code, answer = faults.control(api.knobs, method, self.path, self.rfile.read(length) if length > 0 else b"")
+            body = self.rfile.read(length) if length > 0 else b""
+            code, answer = faults.control(api.knobs, method, self.path, body, api.arrivals)
             self._send(code, answer)
             return
+        api.arrivals.add(method, self.path)
         if api.knobs.on_request is not None:
             api.knobs.on_request(method, self.path)
         split = urlsplit(self.path)

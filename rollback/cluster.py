@@ -465,7 +465,7 @@ class DeadlineExceeded(ApiFailure):
 
 
 FINISH_RESERVE = 1.0  # seconds after the run's own work, at most, for reading back and recording the outcome
-MIN_WRITE_BUDGET = 0.1  # seconds: the least a write, and the read that checks it, are each given
+MIN_WRITE_BUDGET = 0.02  # seconds: the least a write, and the read that checks it, are each given
 
 
 def duration_text(seconds: float) -> str:
@@ -500,10 +500,12 @@ class Api:
     """
 
     def __init__(self, api_client: Any, timeout: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[str], None] | None = None):
         self.api_client = api_client
         self.clock = clock
         self.sleep = sleep
+        self.on_retry = on_retry or (lambda line: gha.info(gha.escape_log(line)))  # says why a request waits
         self.deadline: float | None = None  # clock() value after which no request is sent
         self.timeout: float | None = None
         self.reserve = 0.0
@@ -546,6 +548,9 @@ class Api:
             except _Failed as failed:
                 step = transport.next_step(method, failed.outcome, retries, self.remaining())
                 if step.action == "retry" and retry:
+                    error = failed.error
+                    said = f"{error.status} {error.reason}" if error.status else error.message
+                    self.on_retry(f"{method} {path}: {said}; sending it again in {step.wait:g}s")
                     self.sleep(step.wait)
                     retries += 1
                     continue
@@ -661,11 +666,15 @@ class Api:
 
     def watch(self, path: str, timeout: float, **query: Any) -> Any:
         """Open a watch on a collection; returns the raw urllib3 response (read lines, then release it).
-        Not retried here: the caller resumes from the last resourceVersion it saw."""
+        Not retried here: the caller resumes from the last resourceVersion it saw. A watch is waiting, the
+        run's work: it ends by the work deadline, so the reserve for recording the outcome stays untouched."""
+        read_timeout = timeout + 15.0
         remaining = self.remaining()
         if remaining is not None:
-            timeout = min(timeout, remaining)
-        return self.request("GET", path, timeout=(10.0, timeout + 15.0), stream=True, watch="true",
+            work_left = max(0.05, remaining - self.reserve)
+            timeout = min(timeout, work_left)
+            read_timeout = min(read_timeout, work_left)
+        return self.request("GET", path, timeout=(10.0, read_timeout), stream=True, watch="true",
                             timeoutSeconds=max(1, int(timeout)), retry=False, **query)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .cluster import Api, ApiFailure
+from .cluster import AnswerLost, Api, ApiFailure
 
 API_GROUP = "coordination.k8s.io"
 NAME_PREFIX = "kube-release-rollback."
@@ -263,6 +263,8 @@ class Leases:
                     self.api.create(self.path(), body)
                 else:
                     self.api.replace(self.path(name), body)
+            except AnswerLost:  # it may have landed: read again and decide again (ours now: "renew")
+                continue
             except ApiFailure as err:
                 if err.status == 409:  # another run got in between: read again and decide again
                     continue

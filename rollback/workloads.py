@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from . import gha
 from .cluster import AnswerLost, Api, ApiFailure, resource_path
 from .history import History, Revision
 from .inputs import ImageSpec, WorkloadRef
@@ -210,15 +211,14 @@ def judge_write(intended: Intended, current: Mapping[str, Any] | None) -> Verdic
     """Did the write described by ``intended`` land, judging from ``current`` (the object re-read after the
     answer was lost; None: it is gone)?
 
-    Landed means: the pod template and our annotations are what the write set. The same resourceVersion as
-    the read the write was conditioned on means nothing was written. A different object that does not match
-    is someone else's change (or a status update): our conditioned write can no longer land.
+    Landed means: the pod template and our annotations are what the write set (also when the write changed
+    nothing, as a no-op patch leaves the resourceVersion alone). Otherwise, the same resourceVersion as the
+    read the write was conditioned on means nothing was written; a different one is someone else's change
+    (or a status update): our conditioned write can no longer land.
     """
     if current is None:
         return Verdict(False, False, "the workload is gone")
     version = (current.get("metadata") or {}).get("resourceVersion")
-    if intended.resource_version is not None and version == intended.resource_version:
-        return Verdict(False, True, "the workload is unchanged since it was read (same resourceVersion)")
     template = (current.get("spec") or {}).get("template") or {}
     different: list[str] = []
     if intended.template is not None and not same_template(template, intended.template):
@@ -233,9 +233,11 @@ def judge_write(intended: Intended, current: Mapping[str, Any] | None) -> Verdic
     for key, value in sorted(intended.annotations.items()):
         if notes.get(key) != value:
             different.append(f"annotation {key} is {notes.get(key)!r}, not {value!r}")
-    if different:
-        return Verdict(False, False, "it differs from what the write set: " + "; ".join(different))
-    return Verdict(True, False, "it holds the template and annotations the write set")
+    if not different:
+        return Verdict(True, False, "it holds the template and annotations the write set")
+    if intended.resource_version is not None and version == intended.resource_version:
+        return Verdict(False, True, "the workload is unchanged since it was read (same resourceVersion)")
+    return Verdict(False, False, "it differs from what the write set: " + "; ".join(different))
 
 
 def _images_in(template: Mapping[str, Any]) -> dict[str, str]:
@@ -352,6 +354,8 @@ class Workload:
                     raise
                 current = self._reread_after(err)
                 verdict = judge_write(intended, current)
+                gha.info(gha.escape_log(f"{self}: the answer to our write was lost ({err.message}); re-read: "
+                                        f"{'it landed' if verdict.landed else 'it did not land'}: {verdict.reason}"))
                 if verdict.landed:
                     assert current is not None
                     return current

@@ -186,3 +186,87 @@ def test_kubectl_retries_a_503_with_retry_after_like_against_a_real_server(start
                              "get", "configmaps", "-o", "name"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert server.call("GET", "/_kubesim/faults")[2] == {"faults": []}  # the fault was met, and retried past
+
+
+# every knob has a flag: the rule that kubesim's knobs are reachable from its CLI
+KNOB_FLAGS = {"ready_delay": "--ready-delay", "bad_markers": "--bad-marker", "bad_images": "--bad-image",
+              "latency": "--latency", "daemonset_nodes": "--daemonset-nodes",
+              "controller_sync": "--no-controller-sync", "rbac": "--token", "failures": "--fault",
+              "crash_markers": "--crash-marker", "crash_images": "--crash-image", "crash_limit": "--crash-limit",
+              "authn": "--jwt-key"}
+NOT_KNOBS = {"on_request", "lock"}  # a Python callback for request logs, and the knobs' own lock
+
+
+def test_every_knob_is_reachable_from_the_cli() -> None:
+    import dataclasses
+
+    from kubesim.__main__ import build_parser
+    from kubesim.knobs import Knobs
+
+    fields = {f.name for f in dataclasses.fields(Knobs)} - NOT_KNOBS
+    assert fields == set(KNOB_FLAGS), f"knobs without a CLI flag here: {sorted(fields - set(KNOB_FLAGS))}"
+    flags = {option for action in build_parser()._actions for option in action.option_strings}
+    assert set(KNOB_FLAGS.values()) <= flags
+
+
+def test_cli_knob_flags_reach_the_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubesim import __main__ as cli
+
+    seen: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_serve(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # keep pytest's own handlers
+    with pytest.raises(Stop):
+        cli.main(["--bad-marker", "stuck", "--daemonset-nodes", "5", "--no-controller-sync", "--latency", "0.5",
+                  "--fault", "method=GET,status=503,retry-after=2", "--crash-marker", "segv"])
+    knobs = seen["knobs"]
+    assert knobs.image_is_bad("registry.example/app:stuck") and knobs.image_is_bad("x:broken")
+    assert knobs.image_crashes("registry.example/app:segv") and knobs.image_crashes("x:crash")
+    assert (knobs.daemonset_nodes, knobs.controller_sync, knobs.latency) == (5, False, 0.5)
+    (rule,) = knobs.failures
+    assert (rule.method, rule.status, rule.retry_after, rule.remaining) == ("GET", 503, 2, 1)
+
+
+def _deployment(name: str, image: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": "R1"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": image}]}}}}
+
+
+def _engine(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m rollback`` as a process against the server, the way a shell test runs it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kubesim.__file__)))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.path.dirname(server.kubeconfig), "PYTHONPATH": root}
+    return subprocess.run([sys.executable, "-m", "rollback", "--kubeconfig", server.kubeconfig, *args],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=root)
+
+
+def test_shell_style_faults_and_request_log_with_the_engine_as_a_process(start: Any) -> None:
+    server = start()
+    assert server.call("POST", "/apis/apps/v1/namespaces/default/deployments",
+                       _deployment("web", "registry.example/web:1"))[0] == 201
+    deploy = ("--mode", "deploy", "--images", "web=registry.example/web:2", "--deployment", "web")
+    # timeout: 1ns sends nothing at all
+    server.call("DELETE", "/_kubesim/requests")
+    result = _engine(server, *deploy, "--release", "R2", "--timeout", "1ns")
+    assert result.returncode == 1 and "the timeout (1ns) ran out" in result.stdout, result.stdout
+    assert server.call("GET", "/_kubesim/requests")[2] == {"requests": []}
+    # a 503 with Retry-After on the PATCH, injected at run time: waited out, the deploy succeeds
+    server.call("POST", "/_kubesim/faults", {"method": "PATCH", "path": "/deployments/web", "status": 503,
+                                             "retryAfter": 1})
+    result = _engine(server, *deploy, "--release", "R2", "--timeout", "30s", "--no-wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    requests = server.call("GET", "/_kubesim/requests")[2]["requests"]
+    patches = [r for r in requests if r["method"] == "PATCH" and "/deployments/web" in r["path"]]
+    assert len(patches) == 2 and patches[1]["at"] - patches[0]["at"] >= 0.99  # waited Retry-After (1 s)
+    live = server.call("GET", "/apis/apps/v1/namespaces/default/deployments/web")[2]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/web:2"
