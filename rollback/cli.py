@@ -101,7 +101,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
                 kubeconfig=inputs.kubeconfig, context=inputs.context, server=inputs.server, token=inputs.token,
                 certificate_authority_data=inputs.certificate_authority_data,
                 insecure_skip_tls_verify=inputs.insecure_skip_tls_verify, aws_role_arn=inputs.aws_role_arn,
-                azure_client_id=inputs.azure_client_id, azure_tenant_id=inputs.azure_tenant_id), environ)
+                azure_client_id=inputs.azure_client_id, azure_tenant_id=inputs.azure_tenant_id,
+                timeout=inputs.timeout), environ)
             gha.info(f"using {connection.source}: {connection.server}")
             if not inputs.namespace:  # as kubectl: the context's namespace, else default
                 inputs = dataclasses.replace(inputs, namespace=connection.namespace or "default")

@@ -60,6 +60,7 @@ class Credentials:
     aws_role_arn: str | None = None  # EKS: assume this role before minting the token
     azure_client_id: str | None = None  # AKS: workload identity app
     azure_tenant_id: str | None = None
+    timeout: float | None = None  # seconds for the cloud token exchanges (the step's timeout)
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: s
 
     from . import credentials as cloud
     from .credentials.exec_plugins import Unsupported, classify, unsupported_message
+    from .credentials.http import deadline as credential_deadline
     from .credentials.masking import credential_values
     from .credentials.refresh import RefreshingToken, refresh_after
 
@@ -289,7 +291,8 @@ def _from_kubeconfig(loaded: dict[str, Any], credentials: Credentials, source: s
     for unused in cloud.unused_options(plan, options):
         gha.warning(unused)
     try:
-        minted = cloud.bearer_token(plan, options, environ, mask)
+        with credential_deadline(credentials.timeout):
+            minted = cloud.bearer_token(plan, options, environ, mask)
     except cloud.CredentialError as err:
         raise ClusterConfigError(err.input_name, err.message) from None
     how = ""

@@ -344,3 +344,20 @@ def test_aks_kubeconfig_from_az_aks_get_credentials_with_azure_client_id_in_the_
     assert run.code == 0, run.stdout
     assert seen_tokens and seen_tokens[-1] in clouds.issued
     assert f"client {AZURE_CLIENT}" in run.stdout
+
+
+def test_a_hung_token_endpoint_ends_within_the_timeout_input_with_nothing_changed(
+        sim: kubesim.Sim, clouds: fake_clouds.Clouds, seen_tokens: list[str], tmp_path: Path) -> None:
+    """The step's timeout bounds the cloud exchanges too: a hung Azure AD fails the run, naming the input."""
+    clouds.delay = 30.0  # far longer than the timeout below; the fake is released when the test ends
+    path = kubeconfig(sim, tmp_path / "kubeconfig", {"exec": {"command": "kubelogin", "args": [
+        "get-token", "--login", "workloadidentity", "--server-id", AKS_SERVER_ID]}})
+    env = {"KUBECONFIG": path, "AZURE_CLIENT_ID": AZURE_CLIENT, "AZURE_TENANT_ID": AZURE_TENANT, **clouds.environ()}
+    before = get_deployment(sim, "web", "shop")
+    run = run_cli(sim, "--mode", "rollback", "--deployment", "web", "--timeout", "1s", extra_env=env)
+    assert run.code == 1 and seen_tokens == []
+    [error] = run.commands("error")
+    assert "did not answer within the timeout" in error and "Raise the timeout input" in error
+    after = get_deployment(sim, "web", "shop")
+    assert after["spec"] == before["spec"]
+    assert after["metadata"].get("annotations") == before["metadata"].get("annotations")

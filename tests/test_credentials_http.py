@@ -49,3 +49,11 @@ def test_token_requests_do_not_follow_redirects_or_leave_http() -> None:
 ])
 def test_error_text_is_the_services_message_only(body: bytes, expected: str) -> None:
     assert credentials_http._error_text(body) == expected
+
+
+def test_no_request_is_sent_once_the_steps_timeout_ran_out() -> None:
+    with credentials_http.deadline(0.0), pytest.raises(CredentialError, match="timeout ran out before") as info:
+        credentials_http.request("POST", "http://127.0.0.1:9/token", "the Azure AD token exchange", "azure-client-id")
+    assert info.value.input_name == "timeout"
+    with credentials_http.deadline(None):  # no deadline: the per-request bound only
+        assert credentials_http._request_timeout("x", "http://h") == credentials_http.TIMEOUT

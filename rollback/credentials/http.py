@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import re
+import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-TIMEOUT = 20.0  # seconds per request
+TIMEOUT = 20.0  # seconds per request, at most
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("credential_deadline", default=None)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -32,6 +37,28 @@ class CredentialError(Exception):
         self.message = message
 
 
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Within the block, requests share ``seconds`` (the step's ``timeout``): each gets what is left."""
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _request_timeout(what: str, url: str) -> float:
+    end = _DEADLINE.get()
+    if end is None:
+        return TIMEOUT
+    left = end - time.monotonic()
+    if left <= 0:
+        raise CredentialError("timeout", f"{what}: the timeout ran out before {_origin(url)} was asked; nothing "
+                                         f"was changed. Raise the timeout input if the cloud's endpoints are this "
+                                         f"slow")
+    return min(TIMEOUT, left)
+
+
 def request(method: str, url: str, what: str, input_name: str, data: bytes | None = None,
             headers: Mapping[str, str] | None = None) -> bytes:
     """The response body; a refusal or no answer raises ``CredentialError`` in the service's own words.
@@ -42,8 +69,9 @@ def request(method: str, url: str, what: str, input_name: str, data: bytes | Non
     if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
         raise CredentialError(input_name, f"{what}: {_origin(url)} is not an https:// (or http://) URL")
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    timeout = _request_timeout(what, url)
     try:
-        with _OPENER.open(req, timeout=TIMEOUT) as response:
+        with _OPENER.open(req, timeout=timeout) as response:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as err:
@@ -52,6 +80,11 @@ def request(method: str, url: str, what: str, input_name: str, data: bytes | Non
                                           f"{': ' + said if said else ''}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
+        if isinstance(reason, socket.timeout | TimeoutError) and _DEADLINE.get() is not None \
+                and time.monotonic() >= (_DEADLINE.get() or 0) - 0.01:
+            raise CredentialError("timeout", f"{what}: {_origin(url)} did not answer within the timeout; "
+                                             f"nothing was changed. Raise the timeout input if the cloud's "
+                                             f"endpoints are this slow") from None
         raise CredentialError(input_name, f"{what}: no answer from {_origin(url)}: {reason}") from None
 
 

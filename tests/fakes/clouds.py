@@ -50,6 +50,7 @@ class Clouds:
     google_audience: str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh"
     google_service_account: str = "deployer@shop.iam.gserviceaccount.com"
     google_key_public: tuple[int, int] | None = None  # (n, e) of the service account key the fake trusts
+    delay: float = 0.0  # real seconds each answer waits (a slow or hung endpoint)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     issued: list[str] = field(default_factory=list)  # every token and secret handed out (tests grep for them)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -237,6 +238,8 @@ def serve() -> Iterator[Clouds]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if clouds.delay:
+                stopped.wait(clouds.delay)
             with clouds.lock:
                 clouds.requests.append((self.command, self.path))
                 code, content_type, text = clouds.handle(self.command, self.path, self.headers, body)
@@ -249,6 +252,7 @@ def serve() -> Iterator[Clouds]:
 
         do_GET = do_POST = _answer
 
+    stopped = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     clouds.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -256,6 +260,7 @@ def serve() -> Iterator[Clouds]:
     try:
         yield clouds
     finally:
+        stopped.set()
         server.shutdown()
         server.server_close()
         thread.join(5)
