@@ -109,7 +109,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
                 gha.info(f"namespace {inputs.namespace} ("
                          f"{'from the kubeconfig context' if connection.namespace else 'the default'})")
         workspace = environ.get("GITHUB_WORKSPACE") or os.getcwd()
-        api = Api(connection.api_client, timeout=inputs.timeout)  # bounds every request of the step
+        # bounds every request of the step, counted from its start (connecting included)
+        api = Api(connection.api_client, timeout=inputs.timeout, started=started)
         ctx = Context(
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,

@@ -504,7 +504,7 @@ class Api:
 
     def __init__(self, api_client: Any, timeout: float | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[str], None] | None = None):
+                 on_retry: Callable[[str], None] | None = None, started: float | None = None):
         self.api_client = api_client
         self.clock = clock
         self.sleep = sleep
@@ -514,14 +514,16 @@ class Api:
         self.reserve = 0.0
         self.slowest = 0.0  # seconds: the longest round trip answered so far
         if timeout is not None:
-            self.set_timeout(timeout)
+            self.set_timeout(timeout, started)
         _disable_urllib3_retries(api_client)
 
-    def set_timeout(self, timeout: float) -> None:
-        """Bound every request from now on by ``timeout`` seconds, plus the reserve for recording the outcome."""
+    def set_timeout(self, timeout: float, started: float | None = None) -> None:
+        """Bound every request by ``timeout`` seconds from ``started`` (a ``clock()`` value; default now), plus
+        the reserve for recording the outcome. The step passes when it started, so the time spent connecting
+        (a cloud token exchange) comes out of the same timeout."""
         self.timeout = timeout
         self.reserve = finish_reserve(timeout)
-        self.deadline = self.clock() + timeout + self.reserve
+        self.deadline = (self.clock() if started is None else started) + timeout + self.reserve
 
     def work_deadline(self, proposed: float) -> float:
         """The deadline for the run's work (writes, waits): ``proposed``, but never later than the step's
