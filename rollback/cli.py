@@ -150,7 +150,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         code = EXIT_FAILED
     if report is not None:
         if report.error and code == EXIT_OK:
-            gha.error(gha.escape_log(report.error))
+            if not _diagnosed(report):  # else each failed workload already has its one ::error:: with the why
+                gha.error(gha.escape_log(report.error))
             restored = report.rolled_back and report.failed_release is not None  # a failed deploy put back
             code = EXIT_RESTORED if restored or _all_compensated(report) else EXIT_FAILED
         values = outputs(report)
@@ -204,6 +205,12 @@ def _failed_report(inputs: Inputs, message: str, err: BaseException | None = Non
                      rolled_back=False, failed_release=None, blocked_release=None, blocked=False,
                      last_successful_release=None, last_attempted_release=None, error=message,
                      release=inputs.release)
+
+
+def _diagnosed(report: RunReport) -> bool:
+    """Did every workload whose rollout failed get its ``::error::`` with a diagnosis while the run waited?"""
+    failed = [r for r in report.results if r.failure_reason]
+    return bool(failed) and all(r.diagnosis is not None for r in failed)
 
 
 def _all_compensated(report: object) -> bool:

@@ -229,9 +229,11 @@ class Diagnosis:
     def failing(self) -> int:
         return len(self.pods) + self.more
 
-    def log_text(self) -> str:
-        """The multi-line text of the one ``::error::`` for this workload."""
-        lines = [f"{self.workload}: {self.failing} pod(s) of the new revision failing ({self.failure})"]
+    def log_text(self, cause: str = "") -> str:
+        """The multi-line text of the one ``::error::`` for this workload (``cause``: why the wait ended, when
+        it was not this diagnosis, e.g. the progress deadline)."""
+        lines = [f"{self.workload}: {cause + '; ' if cause else ''}{self.failing} pod(s) of the new revision "
+                 f"failing ({self.failure})"]
         for report in self.pods:
             lines.append(f"- {describe(report.finding)}")
             if report.events:

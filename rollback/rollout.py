@@ -13,6 +13,7 @@ fails or times out otherwise is explained from its pods too, when they can be re
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,11 +32,12 @@ GONE = 410
 @dataclass(frozen=True)
 class RolloutOutcome:
     result: Literal["complete", "failed", "timeout", "not-waited"]
-    message: str
+    message: str  # with a diagnosis that did not end the wait itself: the cause, then the diagnosis headline
     reconnects: int = 0
     obj: Obj | None = None
     diagnosis: Diagnosis | None = None  # why, from the new revision's pods (failed or timed out)
     reason: str = ""  # the cluster's reason: CrashLoopBackOff, ..., ProgressDeadlineExceeded; "Timeout"
+    cause: str = ""  # why the wait ended when the diagnosis did not end it (progress deadline, timeout)
 
     @property
     def ok(self) -> bool:
@@ -56,15 +58,22 @@ def _events(response: Any) -> Any:
 def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[[str], None],
                      clock: Callable[[], float] = time.monotonic,
                      stop_when: Callable[[Obj, RolloutState], RolloutState | None] | None = None,
-                     pods: PodWatch | None = None, fail_fast: bool = False) -> RolloutOutcome:
+                     pods: PodWatch | None = None, fail_fast: bool = False, explain: bool = True
+                     ) -> RolloutOutcome:
     """Watch ``workload`` until its rollout completes, fails (progress deadline, or with ``fail_fast`` a pod of
     the new revision that will not recover) or ``deadline`` passes.
 
     ``on_progress`` receives each new status line (only when it changes). ``stop_when`` may turn a state into
     a final one (e.g. a StatefulSet pod that can never become Ready). ``pods`` explains a failure from the
-    new revision's pods, and with ``fail_fast`` ends the wait on one.
+    new revision's pods (``explain``: False leaves that to the caller, see :func:`explained`), and with
+    ``fail_fast`` ends the wait on one.
     """
     outcome = _wait(workload, deadline, on_progress, clock, stop_when, pods if fail_fast else None)
+    return explained(outcome, pods) if explain else outcome
+
+
+def explained(outcome: RolloutOutcome, pods: PodWatch | None) -> RolloutOutcome:
+    """A failed or timed-out outcome with its reason, and the new revision's failing pods when readable."""
     if outcome.result not in ("failed", "timeout") or outcome.diagnosis is not None:
         return outcome
     reason = "Timeout" if outcome.result == "timeout" else (
@@ -73,7 +82,7 @@ def wait_for_rollout(workload: Workload, deadline: float, on_progress: Callable[
     if diagnosis is None:
         return RolloutOutcome(outcome.result, outcome.message, outcome.reconnects, outcome.obj, None, reason)
     return RolloutOutcome(outcome.result, f"{outcome.message}; {diagnosis.headline()}", outcome.reconnects,
-                          outcome.obj, diagnosis, diagnosis.reason)
+                          outcome.obj, diagnosis, diagnosis.reason, cause=outcome.message)
 
 
 def _wait(workload: Workload, deadline: float, on_progress: Callable[[str], None], clock: Callable[[], float],
@@ -112,7 +121,8 @@ def _wait(workload: Workload, deadline: float, on_progress: Callable[[str], None
         if remaining <= 0:
             return RolloutOutcome("timeout", f"timed out waiting for {workload}: {state.message}", reconnects, obj)
         resource_version = obj["metadata"]["resourceVersion"]
-        window = remaining if probe is None else max(0.0, min(remaining, next_probe - clock()))
+        # whole seconds (the server's timeoutSeconds): rounding down would end the watch early and open another
+        window = remaining if probe is None else min(remaining, float(max(1, math.ceil(next_probe - clock()))))
         try:
             response = workload.api.watch(workload.path(workload.plural), timeout=window,
                                           fieldSelector=f"metadata.name={workload.name}",

@@ -48,7 +48,7 @@ from .ledger import (
 from .manifests import ManifestError, with_release
 from .modes import Decision, LedgerFacts, calculate, recorded_failed
 from .report import Action, Rollout, RunReport, WorkloadResult
-from .rollout import RolloutOutcome, wait_for_rollout
+from .rollout import RolloutOutcome, explained, wait_for_rollout
 from .workloads import (
     ANNOTATION_PREFIX,
     CHANGE_CAUSE,
@@ -924,7 +924,8 @@ def _wait_all(ctx: Context, changed: list[Target], budget: compensation.WaitBudg
         target.diagnosis = outcome.diagnosis
         target.failure_reason = outcome.reason
         if outcome.diagnosis is not None:  # one annotation per workload, naming pods, containers and reasons
-            gha.error(outcome.diagnosis.log_text(), title=f"{target.workload}: {outcome.diagnosis.reason}")
+            gha.error(outcome.diagnosis.log_text(outcome.cause),
+                      title=f"{target.workload}: {outcome.diagnosis.reason}")
         if outcome.result == "not-waited":
             target.unverified = NOT_VERIFIED  # OnDelete: changed, but no rollout to verify it
             gha.notice(gha.escape_log(outcome.message))
@@ -957,13 +958,14 @@ def _wait_forward(ctx: Context, target: Target, budget: compensation.WaitBudget,
     pods = PodWatch(target.workload, note, clock=ctx.now)  # one per workload: its findings age across slices
     end = compensation.next_wait_end(budget, ctx.now(), last_progress)
     while True:
+        # each slice's timeout is not the end of the wait: explained once, when it is
         outcome = wait_for_rollout(target.workload, end if end is not None else ctx.now(), progress,
-                                   clock=ctx.now, pods=pods, fail_fast=fail_fast)
+                                   clock=ctx.now, pods=pods, fail_fast=fail_fast, explain=False)
         if outcome.result != "timeout":
-            return outcome
+            return explained(outcome, pods)
         end = compensation.next_wait_end(budget, ctx.now(), last_progress)
         if end is None:
-            return outcome
+            return explained(outcome, pods)
         gha.info(gha.escape_log(f"{target.workload}: still rolling out (last progress "
                                 f"{ctx.now() - (last_progress or ctx.now()):.0f}s ago): waiting on"))
 

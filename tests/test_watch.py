@@ -156,6 +156,30 @@ def test_progress_is_printed_only_when_it_changes(sim: kubesim.Sim, workload: st
     assert len(watches(log, workload)) == 1
 
 
+@pytest.mark.parametrize("workload", ["Deployment", "StatefulSet", "DaemonSet"], indirect=True)
+def test_with_fail_fast_the_wait_resumes_its_watch_and_lists_only_new_pods(sim: kubesim.Sim, workload: str
+                                                                          ) -> None:
+    """Each reopened watch resumes from the last resourceVersion (never a re-list), the workload itself is not
+    polled, and every pod list selects the new revision's hash label (the cadence: the test above)."""
+    kind = workload
+    sim.clock.scale = 0.15  # a pod takes 2.3 s to become Ready: the rollout spans several looks
+    with RequestLog(sim) as log:
+        started = time.monotonic()
+        run = deploy(sim, kind)
+        took = time.monotonic() - started
+    assert run.code == 0, run.stdout
+    assert took >= 2 * PROBE_SECONDS, "the rollout must span several looks for this test to mean anything"
+    assert len(single_gets(log, kind)) <= 4, [e.path for e in single_gets(log, kind)]
+    found = watches(log, kind)
+    assert len(found) >= 2
+    assert all(w.query.get("resourceVersion") not in (None, [""], ["0"]) for w in found)
+    assert all(w.query["fieldSelector"] == [f"metadata.name={NAME[kind]}"] for w in found)
+    pod_lists = [e for e in log.entries if e.method == "GET" and e.path == f"/api/v1/namespaces/{NS}/pods"]
+    assert pod_lists
+    label = "pod-template-hash=" if kind == "Deployment" else "controller-revision-hash="
+    assert all(label in e.query["labelSelector"][0] for e in pod_lists), [e.query for e in pod_lists]
+
+
 # -- dropped and expired watches ------------------------------------------------------------------------------
 
 
