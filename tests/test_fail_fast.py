@@ -100,6 +100,12 @@ def bad_manifest_file(tmp_path: Any, kind: str, case: str) -> str:
     elif case == "config-secret":
         pod_spec["containers"][0]["env"] = [{"name": "DB_PASSWORD", "valueFrom": {
             "secretKeyRef": {"name": "db-credentials", "key": "password"}}}]
+    elif case == "config-key":
+        pod_spec["containers"][0]["env"] = [{"name": "URL", "valueFrom": {
+            "configMapKeyRef": {"name": "settings", "key": "url-2"}}}]
+    elif case == "secret-key":
+        pod_spec["containers"][0]["env"] = [{"name": "DB_PASSWORD", "valueFrom": {
+            "secretKeyRef": {"name": "db-credentials", "key": "password"}}}]
     elif case == "config-volume":
         pod_spec["volumes"] = [{"name": "settings", "configMap": {"name": "settings-2"}}]
         pod_spec["containers"][0]["volumeMounts"] = [{"name": "settings", "mountPath": "/etc/app"}]
@@ -203,6 +209,26 @@ def test_missing_config_fails_fast_and_is_rolled_back(fast: kubesim.Sim, tmp_pat
         assert all_ready_on(fast, kind, GOOD)
         return
     diagnosis = assert_failed_fast_and_restored(fast, run, kind, reason, container, old)
+    assert diagnosis["failure"] == "config-missing" and diagnosis["pods"][0]["message"] == message
+
+
+@pytest.mark.parametrize(("kind", "case", "message"), [
+    ("Deployment", "config-key", f"couldn't find key url-2 in ConfigMap {NS}/settings"),
+    ("StatefulSet", "secret-key", f"couldn't find key password in Secret {NS}/db-credentials"),
+    ("DaemonSet", "config-key", f"couldn't find key url-2 in ConfigMap {NS}/settings"),
+])
+def test_missing_key_passes_pre_flight_and_fails_fast(fast: kubesim.Sim, tmp_path: Any, kind: str, case: str,
+                                                      message: str) -> None:
+    """With every permission: the ConfigMap/Secret exists, so pre-flight lets the release through, but the key
+    the new pods read is not in it; the kubelet's CreateContainerConfigError is caught at the rollout."""
+    fast.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": NS},
+                "data": {"url": "https://db.example"}})
+    fast.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": NS},
+                "data": {"user": "YXBw"}})
+    old = live_on_good(fast, kind)
+    run = deploy(fast, kind, "2.0.0", "--manifests", bad_manifest_file(tmp_path, kind, case),
+                 "--rollback-on-failure", "--timeout", TIMEOUT)
+    diagnosis = assert_failed_fast_and_restored(fast, run, kind, "CreateContainerConfigError", "app", old)
     assert diagnosis["failure"] == "config-missing" and diagnosis["pods"][0]["message"] == message
 
 
