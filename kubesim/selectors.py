@@ -168,8 +168,8 @@ def parse_field_selector(text: str | None) -> list[FieldRequirement]:
         field = field.strip()
         op = "!=" if op_text == "!=" else "="
         if field not in FIELD_GETTERS:
-            raise errors.bad_request(f'"{field}" is not a known field selector: only "metadata.name", '
-                                     f'"metadata.namespace"')
+            known = ", ".join(f'"{name}"' for name in FIELD_GETTERS)
+            raise errors.bad_request(f'"{field}" is not a known field selector: only {known}')
         reqs.append(FieldRequirement(field, op, value.strip()))
     return reqs
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .cluster import ApiFailure, resource_path
@@ -532,7 +532,3 @@ def read_text(api: Any, path: str, **query: Any) -> str:
         return bytes(response.read()).decode("utf-8", "replace")
     finally:
         response.release_conn()
-
-
-def with_note(diagnosis: Diagnosis, note: str) -> Diagnosis:
-    return replace(diagnosis, notes=(*diagnosis.notes, note))

@@ -441,7 +441,7 @@ class Kubelet:
         elif uid in rt.times.mount_ok:
             sandbox_at = rt.times.mount_ok[uid]
         else:
-            blocked = containers_missing_volume(pod, find)
+            blocked = missing_volume(pod, find)
             if blocked is None:
                 sandbox_at = rt.times.mount_ok.setdefault(uid, now if (uid, "mount") in rt.times.events_recorded
                                                           else due)
@@ -619,10 +619,6 @@ class Kubelet:
                     f"Back-off restarting failed container {name} in pod {meta.get('name')}_{meta.get('namespace')}"
                     f"({uid})", state.last_finished or now, field_path)
         return _View(item, started=True)
-
-
-def containers_missing_volume(pod: Obj, find: Callable[[str, str], Obj | None]) -> tuple[str, str] | None:
-    return missing_volume(pod, find)
 
 
 def pull_error(image: str) -> str:
