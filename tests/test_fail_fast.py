@@ -100,6 +100,8 @@ def bad_manifest_file(tmp_path: Any, kind: str, case: str) -> str:
     elif case == "config-secret":
         pod_spec["containers"][0]["env"] = [{"name": "DB_PASSWORD", "valueFrom": {
             "secretKeyRef": {"name": "db-credentials", "key": "password"}}}]
+    elif case == "unschedulable":
+        pod_spec["nodeSelector"] = {"disktype": "ssd"}  # no simulated node has it
     elif case == "config-key":
         pod_spec["containers"][0]["env"] = [{"name": "URL", "valueFrom": {
             "configMapKeyRef": {"name": "settings", "key": "url-2"}}}]
@@ -295,6 +297,26 @@ def test_without_fail_fast_it_waits_for_the_progress_deadline_and_still_says_why
     assert "exceeded its progress deadline" in entry["message"]
     assert entry["diagnosis"]["reason"] == "CrashLoopBackOff"  # explained at the deadline
     assert run.outputs["failure-reason"] == "CrashLoopBackOff"
+    assert all_ready_on(sim, "Deployment", GOOD)
+
+
+def test_unschedulable_is_explained_at_the_deadline(sim: kubesim.Sim, tmp_path: Any) -> None:
+    """Unschedulable is final only after 60 s (the real seconds of this run); a progress deadline that comes
+    first is explained with the scheduler's message, as a diagnosis that was still changing (final: false)."""
+    sim.clock.scale = 100  # the default progressDeadlineSeconds (600 s) in 6 s
+    live_on_good(sim, "Deployment")
+    run = deploy(sim, "Deployment", "2.0.0", "--manifests", bad_manifest_file(tmp_path, "Deployment", "unschedulable"),
+                 "--rollback-on-failure", "--timeout", "60s")
+    assert run.code == 2, run.stdout
+    assert run.outputs["failure-reason"] == "Unschedulable" and run.outputs["rolled-back"] == "true"
+    (entry,) = run.result()
+    diagnosis = entry["diagnosis"]
+    assert diagnosis["failure"] == "unschedulable" and diagnosis["final"] is False
+    first = diagnosis["pods"][0]
+    assert first["container"] is None and "didn't match Pod's node affinity/selector" in first["message"]
+    assert ("FailedScheduling", first["message"]) in {(e["reason"], e["message"]) for e in first["events"]}
+    assert "exceeded its progress deadline" in diagnosis_errors(run, "Deployment")[0]
+    assert "(still changing when the wait ended)" in run.summary
     assert all_ready_on(sim, "Deployment", GOOD)
 
 

@@ -313,3 +313,30 @@ def test_cli_flags_reach_the_crash_knobs(tmp_path: Any) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def test_a_pod_no_node_matches_is_unschedulable(fast: kubesim.Sim) -> None:
+    """A nodeSelector no simulated node satisfies: never bound, PodScheduled=False, the scheduler's event."""
+    manifest = deployment("web", "registry.example/app:1")
+    manifest["spec"]["template"]["spec"]["nodeSelector"] = {"disktype": "ssd"}
+    fast.apply(manifest)
+    pod = the_pod(fast, "web", lambda p: any(e["reason"] == "FailedScheduling" for e in events_of(fast, p)))
+    message = ("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 "
+               "nodes are available: 2 Preemption is not helpful for scheduling.")
+    assert "nodeName" not in pod["spec"] and pod["status"]["phase"] == "Pending"
+    (scheduled,) = pod["status"]["conditions"]
+    assert (scheduled["type"], scheduled["status"], scheduled["reason"], scheduled["message"]) == (
+        "PodScheduled", "False", "Unschedulable", message)
+    event = next(e for e in events_of(fast, pod) if e["reason"] == "FailedScheduling")
+    assert event["type"] == "Warning" and event["source"] == {"component": "default-scheduler"}
+    assert event["message"] == message
+    name = pod["metadata"]["name"]
+    row = next(line for line in kubectl(fast, "get", "pods", check=True).stdout.splitlines() if line.startswith(name))
+    assert re.match(rf"{name}\s+0/1\s+Pending\s+0\s", row), row
+    described = kubectl(fast, "describe", "pod", name, check=True).stdout
+    assert "FailedScheduling" in described and "didn't match Pod's node affinity/selector" in described
+    # a selector the nodes do satisfy is scheduled as before
+    manifest = deployment("ok", "registry.example/app:1")
+    manifest["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux"}
+    fast.apply(manifest)
+    assert the_pod(fast, "ok", lambda p: p["status"]["containerStatuses"][0]["ready"])["spec"]["nodeName"]

@@ -284,7 +284,26 @@ def new_pod(template: Obj, owner: Obj, *, name: str | None = None, generate_name
     }
 
 
+def node_labels(node: str) -> dict[str, str]:
+    """The labels every simulated node carries (as a kubelet registers them)."""
+    return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+
+
+def unschedulable_message(knobs: Knobs, pod: Obj) -> str | None:
+    """The scheduler's message when no simulated node matches the pod's ``nodeSelector``, else None."""
+    wanted = (pod.get("spec") or {}).get("nodeSelector") or {}
+    nodes = node_names(knobs)
+    if not wanted or any(all(node_labels(n).get(k) == v for k, v in wanted.items()) for n in nodes):
+        return None
+    count = len(nodes)
+    return (f"0/{count} nodes are available: {count} node(s) didn't match Pod's node affinity/selector. "
+            f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling.")
+
+
 def create_pod(rt: Runtime, pod: Obj) -> Obj:
+    owner: Obj = next((ref for ref in pod["metadata"].get("ownerReferences") or [] if ref.get("controller")), {})
+    if owner.get("kind") != "DaemonSet" and unschedulable_message(rt.knobs, pod) is not None:
+        pod["spec"].pop("nodeName", None)  # the scheduler finds no node: the pod is never bound
     created = rt.store.create(PODS, pod["metadata"]["namespace"], pod)
     rt.times.pod_started[created["metadata"]["uid"]] = rt.now()
     return created
@@ -362,7 +381,11 @@ class Kubelet:
         now = rt.now()
         started = rt.times.pod_started.setdefault(uid, now)
         self._events: list[tuple[str, str, str, str, float, str | None]] = []
-        status = self.desired_status(pod, started, now)
+        unscheduled = None if (pod.get("spec") or {}).get("nodeName") else unschedulable_message(rt.knobs, pod)
+        if unscheduled is not None:
+            status = self.unscheduled_status(pod, started, unscheduled)
+        else:
+            status = self.desired_status(pod, started, now)
         if status != pod.get("status"):
             pod["status"] = status
             rt.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], pod,
@@ -385,7 +408,8 @@ class Kubelet:
         if (uid, key) in rt.times.events_recorded:
             return
         rt.times.events_recorded.add((uid, key))
-        record_pod_event(rt, pod, kind, reason, message, at, field_path)
+        component = "default-scheduler" if reason == "FailedScheduling" else "kubelet"
+        record_pod_event(rt, pod, kind, reason, message, at, field_path, component)
 
     # -- status -----------------------------------------------------------------------------------------------
 
@@ -566,6 +590,14 @@ class Kubelet:
         status["containerStatuses"] = [v.status for v in main_views]
         status["qosClass"] = qos_class(spec)
         return status
+
+    def unscheduled_status(self, pod: Obj, started: float, message: str) -> Obj:
+        """A pod no node can take: Pending, PodScheduled=False (Unschedulable), and the scheduler's event."""
+        self._events.append(("unschedulable", "Warning", "FailedScheduling", message, started, None))
+        return {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+            "lastProbeTime": None, "lastTransitionTime": self.rt.stamp(started)}],
+            "qosClass": qos_class(pod.get("spec") or {})}
 
     def _base(self, container: Obj) -> Obj:
         return {"name": str(container.get("name", "")), "image": _normal_image(str(container.get("image", ""))),
