@@ -314,7 +314,7 @@ class Leases:
         """Stop renewing and give back every lease this run still holds (holder cleared)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1)  # a renewal in flight is harmless: every write carries its resourceVersion
             self._thread = None
         for taken in self.taken:
             try:

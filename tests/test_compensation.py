@@ -121,3 +121,64 @@ def test_foreign_change(live: dict[str, Any], foreign: tuple[str, str | None] | 
 
 def test_nothing_written_is_never_a_foreign_change() -> None:
     assert foreign_change("deployment/web", None, _obj("web:hotfix", "x")) is None
+
+
+# -- the wiring in run.py: the forward wait goes on past the soft end while the rollout moves ------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _scripted_wait(clock: _Clock, script: list[tuple[float, list[str], str]]) -> Any:
+    """A stand-in for rollout.wait_for_rollout: each call advances the clock to its deadline (or to the
+    scripted moment the rollout completes), reports the scripted status lines, and returns."""
+    from rollback.rollout import RolloutOutcome
+
+    calls: list[float] = []
+
+    def wait(workload: Any, deadline: float, on_progress: Any, **_: Any) -> RolloutOutcome:
+        calls.append(deadline)
+        for at, lines, result in script:
+            if at < clock.now:
+                continue  # already reported by an earlier slice
+            if at > deadline:
+                break
+            clock.now = at
+            for line in lines:
+                on_progress(line)
+            if result == "complete":
+                return RolloutOutcome("complete", lines[-1])
+        clock.now = max(clock.now, deadline)
+        return RolloutOutcome("timeout", "timed out waiting")
+
+    wait.calls = calls  # type: ignore[attr-defined]
+    return wait
+
+
+@pytest.mark.parametrize("script, result, slices", [
+    # one replica more every 8 s: still moving at the soft end (200 s), so it waits on (to 230 s, then to
+    # 254 s: 30 s after the last new line) and sees it complete at 232 s, before the hard end (290 s)
+    ([(t, [f"{n} of 30 updated"], "complete" if n == 29 else "moving") for n, t in
+      ((n, float(8 * n)) for n in range(30))], "complete", 3),
+    # stalled since 100 s: stops at the soft end, the last third is left for putting it back
+    ([(0.0, ["0 of 3"], ""), (100.0, ["1 of 3"], "")], "timeout", 1),
+])
+def test_the_forward_wait_goes_on_while_the_rollout_moves(monkeypatch: pytest.MonkeyPatch,
+                                                          script: list[tuple[float, list[str], str]],
+                                                          result: str, slices: int) -> None:
+    from rollback import run
+
+    clock = _Clock()
+    wait = _scripted_wait(clock, script)
+    monkeypatch.setattr(run, "wait_for_rollout", wait)
+    ctx = type("Ctx", (), {"now": staticmethod(clock)})()
+    target = type("T", (), {"workload": "deployment/web"})()
+    outcome = run._wait_forward(ctx, target, WaitBudget(soft=200.0, hard=290.0, deadline=300.0,  # type: ignore[arg-type]
+                                                        progress_grace=30.0))
+    assert outcome.result == result
+    assert len(wait.calls) == slices and max(wait.calls) <= 290.0

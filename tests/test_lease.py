@@ -245,3 +245,23 @@ def test_missing_lease_permissions_never_stop_a_rollback_but_stop_a_deploy(tmp_p
         assert rollback.code == 0, rollback.stdout
         assert any("could not take the workloads' leases" in w for w in rollback.warnings)
         assert image_of(get_deployment(sim)) == IMG + "1.0.0"
+
+
+def test_kubectl_sees_kubesims_leases(sim: kubesim.Sim) -> None:
+    """kubesim serves coordination.k8s.io/v1 Leases as the API server does: discovery, create, get, the
+    NAME/HOLDER/AGE table, validation."""
+    resources = kubectl(sim, "api-resources", "--api-group", "coordination.k8s.io", check=True).stdout
+    assert "leases" in resources and "coordination.k8s.io/v1" in resources and "Lease" in resources
+    body = lease_body("deployment/web", "default", ME, "deploying 1.3.0", NOW, 30, None)
+    kubectl(sim, "create", "-f", "-", input=json.dumps(body), check=True)
+    table = kubectl(sim, "get", "leases", check=True).stdout.splitlines()
+    assert table[0].split() == ["NAME", "HOLDER", "AGE"]
+    assert table[1].split()[:2] == ["kube-release-rollback.deployment.web", ME.holder]
+    got = json.loads(kubectl(sim, "get", "lease", "kube-release-rollback.deployment.web", "-o", "json",
+                             check=True).stdout)
+    assert got["spec"]["holderIdentity"] == ME.holder and got["spec"]["leaseDurationSeconds"] == 30
+    body["spec"]["leaseDurationSeconds"] = -1
+    body["metadata"].pop("resourceVersion", None)
+    refused = kubectl(sim, "replace", "-f", "-", input=json.dumps(body))
+    assert refused.returncode != 0 and "spec.leaseDurationSeconds: Invalid value: -1: must be greater than 0" in (
+        refused.stderr)

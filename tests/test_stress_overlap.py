@@ -1,5 +1,6 @@
 """Stress (bounded, loopback): 20 rounds of a deploy and a rollback started at the same moment on one workload,
-with random injected API faults and random broken releases.
+with random injected API faults (an error status, 429/503 with ``Retry-After``, a dropped connection, an answer
+lost after the write was applied) and random broken releases.
 
 After every round the ledger, the outputs and the cluster must agree:
 
@@ -98,8 +99,16 @@ def test_a_deploy_and_a_rollback_at_the_same_moment_never_leave_an_unreported_re
             deploy_args.append("--rollback-on-failure")
         rollback_args = ["--mode", "rollback", "--timeout", "6s"]
         for _ in range(rng.randint(0, 2)):
-            sim.knobs.fail_next(1, rng.choice(["GET", "PATCH", "PUT", "POST"]), rng.choice(FAULT_PATHS),
-                                status=rng.choice([500, 503, 429]))
+            method, path = rng.choice(["GET", "PATCH", "PUT", "POST"]), rng.choice(FAULT_PATHS)
+            fault = rng.choice(["status", "retry-after", "drop", "drop-after-write"])
+            if fault == "status":
+                sim.knobs.fail_next(1, method, path, status=rng.choice([500, 503, 429]))
+            elif fault == "retry-after":
+                sim.knobs.fail_next(1, method, path, status=rng.choice([503, 429]), retry_after=1)
+            elif fault == "drop":  # the connection closes before the request is applied
+                sim.knobs.fail_next(1, method, path, drop=True)
+            else:  # applied, then the connection closes: the answer is lost
+                sim.knobs.fail_next(1, rng.choice(["PATCH", "PUT", "POST"]), path, drop=True, after_apply=True)
         barrier = threading.Barrier(2)
         runs = [Run(sim, tmp_path / f"r{round_}-deploy", f"{round_}01", barrier, deploy_args),
                 Run(sim, tmp_path / f"r{round_}-rollback", f"{round_}02", barrier, rollback_args)]
