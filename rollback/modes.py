@@ -186,6 +186,8 @@ def _by_history(release: str, history: History, facts: LedgerFacts | None, warni
                 "has it (history pruned or changed outside this action): deploying it again"
             )
     rolled_back_from = (attempted if returning else baseline) if mode == "rollback" else None
+    if rolled_back_from == release:  # the live revision has no release, and the ledger's S is the one returned to
+        rolled_back_from = None
     return Decision(mode, version_change(baseline, release), baseline, tuple(warnings), reason, target,
                     rolled_back_from)
 

@@ -229,6 +229,17 @@ def test_only_a_rollback_leaves_a_release_and_never_the_one_it_goes_to(
         assert revision.release == release or decision.target_revision == history.live
 
 
+def test_a_rollback_onto_a_sha_never_blocks_the_sha_it_returns_to() -> None:
+    """Found by the property above: the live revision has no release (deployed outside the action), the
+    ledger's last successful release is the SHA in revision 2; going back to it leaves nothing to block."""
+    history = History(WorkloadRef("Deployment", "web"), (
+        Revision(1, None, ("web=img:1",), "2024-01-01T00:00:00Z", "web-1"),
+        Revision(2, "abc1234", ("web=img:2",), "2024-01-01T00:00:00Z", "web-2")),
+        live=1, live_release=None, pruned=(), history_limit=10)
+    decision = calculate("abc1234", history, LedgerFacts("abc1234", None))
+    assert (decision.mode, decision.target_revision, decision.rolled_back_from) == ("rollback", 2, None)
+
+
 # --- run-on flags --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("mode", "true_flags"), [
