@@ -86,7 +86,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     from .lease import Leases, RunIdentity
     from .ledger import ConfigMapLedger, GitHubContext
     from .report import outputs, summary_markdown
-    from .run import Context, RunError, execute
+    from .run import execute
+    from .targets import Context, RunError
     from .workloads import WorkloadError
 
     for secret in secret_values(inputs):
