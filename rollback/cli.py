@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from . import __version__, gha, manifests
 from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, secret_values
@@ -118,7 +119,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
             releases=_releases(inputs, environ),
             deployments=_deployments(inputs, environ, connection.server),
             manifest_loader=lambda given: manifests.load(given.manifests, workspace),
-            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation)
+            leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation,
+            cluster=urlsplit(connection.server).netloc or None)
         with cancellation.installed():
             report = execute(inputs, ctx)
     except ClusterConfigError as err:

@@ -127,6 +127,7 @@ class Entry:
     managed_by: tuple[str, ...] = ()  # GitOps/Helm managers of the workload overridden (`allow-managed: true`)
     run: str | None = None  # the run's identity (its lease holder): ties an in-progress entry to its run
     would_block: str | None = None  # in-progress rollback: the release it blocks once the rollback is live
+    cluster: str | None = None  # the API server (host:port) the run recorded it through
 
     @classmethod
     def new(
@@ -193,6 +194,7 @@ class Entry:
             managed_by=tuple(str(m) for m in data.get("managed_by") or [] if isinstance(m, str)),
             run=_opt(data, "run"),
             would_block=_opt(data, "would_block"),
+            cluster=_opt(data, "cluster"),
         )
 
 

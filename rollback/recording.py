@@ -68,7 +68,7 @@ def write_ahead(inputs: Inputs, ctx: Context, rollbacks: list[Target], deploys: 
 
     def change(current: LedgerState) -> LedgerState:
         for _, entry in ahead:
-            current = current.with_entry(replace(entry, run=me))
+            current = current.with_entry(replace(entry, run=me, cluster=ctx.cluster))
         return current
 
     try:
@@ -181,19 +181,30 @@ def load_ledger(inputs: Inputs, ctx: Context) -> LedgerState | None:
 
 
 def ledger_facts(ctx: Context, state: LedgerState | None, workload: str) -> LedgerFacts | None:
-    """S, A and the failed releases of one workload: from the ledger when it has entries for it, else from
-    the GitHub Deployments of the environment (with a github-token), else none (the cluster decides)."""
-    if state is None or not state.entries_for(workload):
+    """S, A and the failed releases of one workload: from the ledger when it has entries for it that were
+    recorded through this cluster's API server, else from the GitHub Deployments of the environment (with a
+    github-token), else the ledger's (another cluster's, with a warning) or none (the cluster decides)."""
+    entries = state.entries_for(workload) if state is not None else ()
+    newest = entries[-1].cluster if entries else None
+    foreign = newest is not None and ctx.cluster is not None and newest != ctx.cluster
+    if not entries or foreign:
+        why = ("the ledger has no entries for it" if not entries else
+               f"the ledger's newest entry for it was recorded through another API server ({newest}, this run "
+               f"talks to {ctx.cluster}: a restored or copied ledger)")
         github = ctx.deployments.facts() if ctx.deployments is not None else None
         if github is not None and github.last_successful is not None:
             gha.info(gha.escape_log(
-                f"{workload}: the ledger has no entries for it; the mode is decided from the GitHub Deployments "
-                f"of environment {ctx.deployments.target.environment if ctx.deployments else ''}: last "
-                f"successful {github.last_successful}, last attempted {github.last_attempted}"))
+                f"{workload}: {why}; the mode is decided from the GitHub Deployments of environment "
+                f"{ctx.deployments.target.environment if ctx.deployments else ''}: last successful "
+                f"{github.last_successful}, last attempted {github.last_attempted}"))
             return github
-        return None
+        if not entries:
+            return None
+        gha.warning(gha.escape_log(f"{workload}: {why}; no GitHub Deployments to decide from instead, so the mode "
+                                   f"is decided from that ledger"))
+    assert state is not None  # it has entries
     facts = state.facts(workload)
-    failed = recorded_failed(((e.release, e.result) for e in state.entries_for(workload)), ATTEMPT_RESULTS,
+    failed = recorded_failed(((e.release, e.result) for e in entries), ATTEMPT_RESULTS,
                              (FAILED, ROLLED_BACK))
     return replace(facts, failed=failed)
 
@@ -311,7 +322,7 @@ def record_run(inputs: Inputs, ctx: Context, state: LedgerState | None, targets:
         # allow_blocked marks a run that deployed a blocked release on purpose, not every run with the input set
         entries = [replace(e, allow_blocked=e.result != REFUSED) for e in entries]
     me = run_identity(ctx)
-    entries = [replace(e, run=me) for e in entries]
+    entries = [replace(e, run=me, cluster=ctx.cluster) for e in entries]
     ahead = any(t.ahead for t in targets)
     ledger_error = None
     if ctx.ledger is not None and (entries or blocks or ahead):

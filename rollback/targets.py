@@ -83,3 +83,4 @@ class Context:
     leases: Leases | None = None  # None: no leases taken (tests of the engine alone)
     cancellation: Cancellation = field(default_factory=Cancellation)  # cli.run installs its signal handlers
     notes: list[str] = field(default_factory=list)  # run-level warnings for the job summary
+    cluster: str | None = None  # the API server (host:port) this run talks to; stamped on its ledger entries

@@ -9,6 +9,7 @@ unaffected.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +19,10 @@ from helpers import CliRun, get_deployment, make_deployment, run_cli, wait_settl
 
 import kubesim
 from kubesim.knobs import Knobs
+from kubesim.resources import CONFIGMAPS
 from rollback.github.deployments import Seen, Target, deployment_body, facts_from, status_body
 from rollback.github.record import outcome
+from rollback.ledger import ENTRIES_KEY, LEDGER_NAME
 from rollback.modes import Decision, LedgerFacts
 from rollback.report import RunReport, WorkloadResult
 
@@ -177,6 +180,51 @@ def test_calculate_reads_s_and_a_from_the_environments_deployments(sim: kubesim.
     assert [r.method for r in github.requests if r.method != "GET"] == []  # calculate writes nothing
     listed = [r for r in github.requests if r.route == f"/repos/{REPO}/deployments"]
     assert listed and all(r.query == {"environment": "production", "per_page": "30"} for r in listed)
+
+
+def _ledger_moved_to_another_api_server(sim: kubesim.Sim, namespace: str) -> None:
+    """The ledger's entries as if recorded through another cluster's API server (a restored or copied
+    ConfigMap): their ``cluster`` is not the one this run talks to."""
+    cm = sim.store.get(CONFIGMAPS, namespace, LEDGER_NAME)
+    entries = json.loads(cm["data"][ENTRIES_KEY])
+    assert entries and all(e["cluster"] == sim.url.split("://", 1)[1] for e in entries)
+    cm["data"][ENTRIES_KEY] = json.dumps([{**e, "cluster": "old-cluster.example:443"} for e in entries])
+    sim.apply(cm)
+
+
+def test_a_ledger_recorded_through_another_api_server_gives_way_to_the_deployments(sim: kubesim.Sim,
+                                                                                   github: FakeGitHub) -> None:
+    """The ledger says 1.1.0 is the last successful release, but it was recorded through another cluster;
+    the environment's GitHub Deployments say 1.2.0 succeeded and 1.3.0 failed since: they decide."""
+    web(sim, "production")
+    for release in ("1.0.0", "1.1.0"):
+        run = cli(sim, github, "--mode", "deploy", "--release", release, "--images", f"web={IMAGE}:{release}",
+                  "--no-github-deployments", namespace="production")
+        assert run.code == 0, run.stdout
+    _ledger_moved_to_another_api_server(sim, "production")
+    github.add_deployment("1.2.0", "production", "in_progress", "success")
+    github.add_deployment("1.3.0", "production", "in_progress", "failure")
+    run = cli(sim, github, "--mode", "calculate", "--release", "1.3.0", namespace="production")
+    assert run.code == 0, run.stdout
+    assert run.outputs["mode"] == "deploy", run.stdout  # a retry of the failed 1.3.0 (from the ledger: a deploy too)
+    assert ("deployment/web: the ledger's newest entry for it was recorded through another API server "
+            "(old-cluster.example:443") in run.stdout
+    assert "the mode is decided from the GitHub Deployments of environment production: last successful 1.2.0, " \
+           "last attempted 1.3.0" in run.stdout
+    back = cli(sim, github, "--mode", "calculate", "--release", "1.2.0", namespace="production")
+    assert back.outputs["mode"] == "rollback", back.stdout  # C == S < A: returning after the failed 1.3.0
+
+
+def test_a_ledger_recorded_through_another_api_server_is_used_with_a_warning_without_deployments(
+        sim: kubesim.Sim, github: FakeGitHub) -> None:
+    web(sim)
+    deploy(sim, github, "1.0.0", "--no-github-deployments")
+    deploy(sim, github, "1.1.0", "--no-github-deployments")
+    _ledger_moved_to_another_api_server(sim, "staging")
+    run = cli(sim, github, "--mode", "calculate", "--release", "1.0.0", "--no-github-deployments")
+    assert run.code == 0 and run.outputs["mode"] == "rollback", run.stdout
+    (warning,) = [w for w in run.warnings if "another API server" in w]
+    assert "no GitHub Deployments to decide from instead, so the mode is decided from that ledger" in warning
 
 
 def test_forbidden_deployments_warn_and_the_cluster_part_is_unaffected(sim: kubesim.Sim, github: FakeGitHub) -> None:

@@ -302,6 +302,7 @@ def test_data_layout() -> None:
         "managed_by": [],
         "run": None,
         "would_block": None,
+        "cluster": None,
     }
     [b] = json.loads(data[BLOCKS_KEY])
     assert b == {

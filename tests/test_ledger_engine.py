@@ -123,7 +123,7 @@ def test_entries_after_deploy_rollback_and_failed_deploys(sim: kubesim.Sim) -> N
         "result": "succeeded", "revision": 2, "images": [f"web={IMAGE}:1.0.0"], "reason": "", "actor": "mona",
         "repository": "octo-org/shop", "workflow": "Deploy", "run_url": RUN_URL, "event": "push",
         "allow_blocked": False, "would_block": None,
-        "managed_by": [],
+        "managed_by": [], "cluster": sim.url.split("://", 1)[1],  # the API server it was recorded through
     }
     assert first.outputs["last-successful-release"] == "1.0.0"
     assert first.outputs["last-attempted-release"] == "1.0.0"
