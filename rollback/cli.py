@@ -23,6 +23,7 @@ from .inputs import INPUT_NAMES, InputError, Inputs, from_env, from_mapping, sec
 from .report import RunReport
 
 if TYPE_CHECKING:
+    from .cluster import Api
     from .github.deployments import Recorder
     from .github.releases import GitHubReleases
 
@@ -116,8 +117,8 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
         ctx = Context(
             api=api, github=GitHubContext.from_env(environ),
             ledger=ConfigMapLedger(api, inputs.namespace) if inputs.ledger else None,
-            releases=_releases(inputs, environ),
-            deployments=_deployments(inputs, environ, connection.server),
+            releases=_releases(inputs, environ, api),
+            deployments=_deployments(inputs, environ, connection.server, api),
             manifest_loader=lambda given: manifests.load(given.manifests, workspace),
             leases=Leases(api, inputs.namespace, RunIdentity.from_env(environ)), cancellation=cancellation,
             cluster=urlsplit(connection.server).netloc or None)
@@ -167,8 +168,9 @@ def run(inputs: Inputs, environ: Mapping[str, str]) -> int:
     return code
 
 
-def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | None:
-    """GitHub Releases of GITHUB_REPOSITORY (GITHUB_API_URL: GitHub Enterprise works), when a token is given."""
+def _releases(inputs: Inputs, environ: Mapping[str, str], cluster_api: Api) -> GitHubReleases | None:
+    """GitHub Releases of GITHUB_REPOSITORY (GITHUB_API_URL: GitHub Enterprise works), when a token is given;
+    its requests share the step's timeout with the cluster's (``cluster_api``)."""
     from .github.releases import GitHubReleases
 
     if not inputs.github_token:
@@ -176,12 +178,12 @@ def _releases(inputs: Inputs, environ: Mapping[str, str]) -> GitHubReleases | No
     if not environ.get("GITHUB_REPOSITORY"):
         gha.notice("github-token is set but GITHUB_REPOSITORY is not: GitHub Releases are not checked or marked")
         return None
-    return GitHubReleases.from_env(environ, inputs.github_token)
+    return GitHubReleases.from_env(environ, inputs.github_token, remaining=cluster_api.remaining)
 
 
-def _deployments(inputs: Inputs, environ: Mapping[str, str], server: str) -> Recorder | None:
+def _deployments(inputs: Inputs, environ: Mapping[str, str], server: str, cluster_api: Api) -> Recorder | None:
     """GitHub Deployments of GITHUB_REPOSITORY in the environment (default: the namespace), when a token is
-    given and github-deployments is true."""
+    given and github-deployments is true; its requests share the step's timeout with the cluster's."""
     from urllib.parse import urlsplit
 
     from .github.client import GitHubClient
@@ -195,7 +197,8 @@ def _deployments(inputs: Inputs, environ: Mapping[str, str], server: str) -> Rec
                     ref=inputs.ref or environ.get("GITHUB_SHA") or environ.get("GITHUB_REF_NAME") or "HEAD",
                     log_url=GitHubContext.from_env(environ).run_url, environment_url=inputs.environment_url,
                     production=inputs.production_environment)
-    api = GitHubDeployments(GitHubClient.from_env(environ, inputs.github_token), environ["GITHUB_REPOSITORY"])
+    client = GitHubClient.from_env(environ, inputs.github_token, remaining=cluster_api.remaining)
+    api = GitHubDeployments(client, environ["GITHUB_REPOSITORY"])
     payload = {"workloads": [str(w) for w in inputs.workloads], "namespace": inputs.namespace,
                "cluster": urlsplit(server).hostname or ""}
     return Recorder(api, target, payload)

@@ -69,6 +69,22 @@ def test_retry_after_is_waited_then_the_request_is_sent_again(gh: FakeGitHub) ->
     assert sleeps == [3.0] and len(gh.requests) == 2
 
 
+def test_the_steps_timeout_bounds_github_requests(gh: FakeGitHub) -> None:
+    """GitHub requests share the step's timeout (cluster.Api.remaining): none is sent once it ran out, and
+    a rate-limit wait longer than what is left gives up instead of waiting past it."""
+    gh.add("v1")
+    with pytest.raises(GitHubApiError, match="not sent: the timeout input ran out"):
+        client(gh, remaining=lambda: 0.0).request("GET", f"/repos/{REPO}/releases/tags/v1")
+    assert gh.requests == []
+    gh.fail("GET", "/releases/tags/v1", 403, {"message": "You have exceeded a secondary rate limit."},
+            {"Retry-After": "3"}, times=1)
+    sleeps = Sleeps()
+    with pytest.raises(GitHubApiError, match="rate limit"):
+        client(gh, sleeps, remaining=lambda: 2.0).request("GET", f"/repos/{REPO}/releases/tags/v1")
+    assert sleeps == [] and len(gh.requests) == 1
+    assert client(gh, remaining=lambda: 5.0).request("GET", f"/repos/{REPO}/releases/tags/v1").status == 200
+
+
 def test_secondary_rate_limit_without_retry_after_waits_a_minute_or_gives_up(gh: FakeGitHub) -> None:
     gh.fail("POST", "/deployments", 403, {"message": "You have exceeded a secondary rate limit"}, times=1)
     sleeps = Sleeps()

@@ -99,7 +99,8 @@ class GitHubClient:
 
     def __init__(self, api_url: str, token: str, *, proxies: Mapping[str, str] | None = None,
                  timeout: float = 15.0, max_wait: float = 10.0, retries: int = 2,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 remaining: Callable[[], float | None] | None = None) -> None:
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self._token = token
         handlers: list[Any] = [_NoRedirect()]
@@ -111,6 +112,8 @@ class GitHubClient:
         self.retries = retries
         self._sleep = sleep
         self._clock = clock
+        # seconds left of the step's timeout (cluster.Api.remaining), so GitHub requests are bounded by it too
+        self._remaining = remaining or (lambda: None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], token: str, **kwargs: Any) -> GitHubClient:
@@ -138,7 +141,8 @@ class GitHubClient:
                 wait = rate_limit_wait(err.status, err.headers, err.detail, self._clock())
                 if wait is None:
                     raise
-                if attempt == self.retries or wait > self.max_wait:
+                left = self._remaining()
+                if attempt == self.retries or wait > self.max_wait or (left is not None and wait >= left):
                     when = f"in {wait:.0f}s" if 0 < wait < float("inf") else "later"
                     raise GitHubApiError(err.status, f"{err.message}: the GitHub API rate limit was hit; try "
                                          f"again {when}", err.detail, err.headers, rate_limited=True) from None
@@ -168,8 +172,12 @@ class GitHubClient:
                 request.add_header("Content-Type", "application/json")
             if self._token and origin(url) == home:
                 request.add_unredirected_header("Authorization", f"Bearer {self._token}")
+            left = self._remaining()
+            if left is not None and left <= 0:
+                raise GitHubApiError(0, f"GitHub API {method} {where} not sent: the timeout input ran out")
             try:
-                with self._opener.open(request, timeout=self.timeout) as answer:
+                with self._opener.open(request, timeout=self.timeout if left is None else min(self.timeout, left)
+                                       ) as answer:
                     raw = answer.read()
                     status, headers = answer.status, _lower(answer.headers)
             except urllib.error.HTTPError as exc:
