@@ -35,7 +35,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest tests/
+	$(BIN)/pytest -n 4 tests/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
