@@ -67,7 +67,7 @@ def dockerfiles(base: str | None) -> dict[str, str]:
 
 
 def build_context(target: Path) -> None:
-    """What .dockerignore admits: requirements.txt, entrypoint.py, rollback/**/*.py."""
+    """What .dockerignore admits: requirements.txt, entrypoint.py and the .py files of every rollback/ package."""
     shutil.copy(ROOT / "requirements.txt", target / "requirements.txt")
     shutil.copy(ROOT / "entrypoint.py", target / "entrypoint.py")
     for source in (ROOT / "rollback").rglob("*.py"):

@@ -348,8 +348,13 @@ def image_problems(dockerfile: str, dockerignore: str) -> list[str]:
     if not ignore or ignore[0] != "*":
         problems.append(".dockerignore must start by excluding everything ('*')")
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    if allowed != {"requirements.txt", "entrypoint.py", "rollback/**/*.py"}:
-        problems.append(f".dockerignore may re-include only what the image copies, got {sorted(allowed)}")
+    # One `rollback/<package>/*.py` line per package: the classic builder does not descend into a directory
+    # `*` excluded for a `**` re-include, which left rollback's subpackages out of the image.
+    packages = {f"rollback/{p.parent.relative_to(ROOT / 'rollback').as_posix()}/*.py".replace("/./", "/")
+                for p in (ROOT / "rollback").rglob("__init__.py")}
+    if allowed != {"requirements.txt", "entrypoint.py"} | packages:
+        problems.append(f".dockerignore must re-include exactly requirements.txt, entrypoint.py and one "
+                        f"rollback/<package>/*.py line per package ({sorted(packages)}), got {sorted(allowed)}")
     return problems
 
 
@@ -379,7 +384,11 @@ def test_dockerignore_check_catches_a_broken_copy() -> None:
     dockerignore = (ROOT / ".dockerignore").read_text()
     assert image_problems(DOCKERFILE.read_text(), dockerignore + "!kubesim/\n") != []
     assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("\n*\n", "\n", 1)) != []
-    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("rollback/**/*.py", "rollback/")) != []
+    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("!rollback/*.py", "!rollback/")) != []
+    # a package without its line (the classic builder would leave it out of the image)
+    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("!rollback/github/*.py\n", "")) != []
+    assert image_problems(DOCKERFILE.read_text(), dockerignore.replace("!rollback/github/*.py", "!rollback/**/*.py")
+                          ) != []
 
 
 def requirements_problems(text: str) -> list[str]:
