@@ -123,8 +123,9 @@ def _take_leases(inputs: Inputs, ctx: Context, leases: Leases, deadline: float) 
         leases.release()
         raise
     for item in taken:
-        if item.decision.action == "take" and item.decision.previous is not None:
-            gha.info(gha.escape_log(f"{item.workload}: took over the lease of {item.decision.previous.description} "
+        previous = item.decision.previous
+        if item.decision.action == "take" and previous is not None and previous.identity:  # not a released one
+            gha.info(gha.escape_log(f"{item.workload}: took over the lease of {previous.description} "
                                     f"({item.decision.why})"))
     leases.keep_renewed(deadline + LEASE_DURATION, clock=ctx.now)
 

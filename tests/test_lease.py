@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,24 @@ def test_kubectl_sees_kubesims_leases(sim: kubesim.Sim) -> None:
     refused = kubectl(sim, "replace", "-f", "-", input=json.dumps(body))
     assert refused.returncode != 0 and "spec.leaseDurationSeconds: Invalid value: -1: must be greater than 0" in (
         refused.stderr)
+
+
+def test_taking_over_an_expired_lease_is_said_and_a_released_one_is_not(sim: kubesim.Sim) -> None:
+    """A killed run's lease (expired) is taken over and the log names whose it was; the lease an earlier run
+    released at its end is simply taken (no line: every second run would print one)."""
+    make_deployment(sim, "web", image=IMG + "1.0.0")
+    first = run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", "1.0.1", "--images",
+                    f"web={IMG}1.0.1")
+    assert first.code == 0, first.stdout
+    second = run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", "1.0.2", "--images",
+                     f"web={IMG}1.0.2")
+    assert second.code == 0 and "took over the lease" not in second.stdout, second.stdout
+    name = lease_name("deployment/web")
+    held = sim.store.get(LEASES, "default", name)
+    held["spec"].update(holderIdentity=OTHER, renewTime=format_time(time.time() - 3600), leaseDurationSeconds=30)
+    sim.apply(held)
+    third = run_cli(sim, "--deployment", "web", "--mode", "deploy", "--release", "1.0.3", "--images",
+                    f"web={IMG}1.0.3")
+    assert third.code == 0, third.stdout
+    (line,) = [line for line in third.stdout.splitlines() if "took over the lease" in line]
+    assert line.startswith("deployment/web: took over the lease of ") and "expired" in line, line
