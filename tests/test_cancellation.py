@@ -88,14 +88,9 @@ def container_env(sim: kubesim.Sim, tmp_path: Path, inputs: dict[str, str]) -> t
     return env, workspace
 
 
-def live(sim: kubesim.Sim, name: str) -> tuple[str, str | None]:
-    obj = get_deployment(sim, name, NS)
-    return image_of(obj), (obj["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
-
-
-@pytest.mark.parametrize("signals", [("SIGINT", "SIGTERM"), ("SIGTERM",)], ids=["runner", "docker-stop"])
-def test_cancelling_a_two_workload_deploy_puts_everything_back_and_says_so(cluster: kubesim.Sim, tmp_path: Path,
-                                                                            signals: tuple[str, ...]) -> None:
+def start_waiting_deploy(cluster: kubesim.Sim, tmp_path: Path) -> tuple[dict[str, str], subprocess.Popen[str]]:
+    """entrypoint.py as the container runs it: a two-workload deploy of 2.0.0 (images that never become
+    Ready) with rollback-on-failure, returned once both writes are in and the step is waiting."""
     env, workspace = container_env(cluster, tmp_path, {
         "mode": "deploy", "namespace": NS, "deployment": "web\napi\n", "release": "2.0.0",
         "images": "web=registry.example/web:broken-2.0.0\napi=registry.example/api:broken-2.0.0\n",
@@ -105,6 +100,23 @@ def test_cancelling_a_two_workload_deploy_puts_everything_back_and_says_so(clust
     try:
         cluster.wait_until(lambda: live(cluster, "web")[1] == "2.0.0" and live(cluster, "api")[1] == "2.0.0",
                            timeout=60)
+    except BaseException:
+        process.kill()
+        process.communicate(timeout=30)
+        raise
+    return env, process
+
+
+def live(sim: kubesim.Sim, name: str) -> tuple[str, str | None]:
+    obj = get_deployment(sim, name, NS)
+    return image_of(obj), (obj["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+
+
+@pytest.mark.parametrize("signals", [("SIGINT", "SIGTERM"), ("SIGTERM",)], ids=["runner", "docker-stop"])
+def test_cancelling_a_two_workload_deploy_puts_everything_back_and_says_so(cluster: kubesim.Sim, tmp_path: Path,
+                                                                            signals: tuple[str, ...]) -> None:
+    env, process = start_waiting_deploy(cluster, tmp_path)
+    try:
         time.sleep(0.5)  # well into the wait for the rollouts
         assert process.poll() is None
         sent = time.monotonic()
@@ -154,15 +166,8 @@ def test_a_cancel_against_a_slow_api_server_still_ends_before_the_runners_sigter
     runner's 7.5 s, so the step's request deadline moves to 6 s after the signal. It ends in time, and what
     it says about each workload is what the cluster shows (put back or not). A second signal while it puts
     things back (here 1 s after the first) is only counted: it neither stops the restore nor the outputs."""
-    env, workspace = container_env(cluster, tmp_path, {
-        "mode": "deploy", "namespace": NS, "deployment": "web\napi\n", "release": "2.0.0",
-        "images": "web=registry.example/web:broken-2.0.0\napi=registry.example/api:broken-2.0.0\n",
-        "rollback-on-failure": "true", "timeout": "120s", "kubeconfig": Path(cluster.kubeconfig).read_text()})
-    process = subprocess.Popen([sys.executable, str(ROOT / "entrypoint.py")], cwd=workspace, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env, process = start_waiting_deploy(cluster, tmp_path)
     try:
-        cluster.wait_until(lambda: live(cluster, "web")[1] == "2.0.0" and live(cluster, "api")[1] == "2.0.0",
-                           timeout=60)
         time.sleep(0.5)
         cluster.knobs.latency = 1.0
         sent = time.monotonic()
